@@ -1,0 +1,191 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// CreateMailboxTx creates a mailbox for a user inside a write transaction and returns its
+// id. UIDVALIDITY (RFC 9051 §2.3.1.1) is the current time in seconds, or one more than the
+// highest value ever handed out if that is larger, so a mailbox deleted and created again
+// under the same name never reuses a UIDVALIDITY.
+func CreateMailboxTx(tx *sql.Tx, userID int64, name, specialUse string) (int64, error) {
+	var maxv int64
+	if err := tx.QueryRow(`SELECT COALESCE(MAX(uidvalidity), 0) FROM mailboxes`).Scan(&maxv); err != nil {
+		return 0, err
+	}
+	v := time.Now().Unix()
+	if v <= maxv {
+		v = maxv + 1
+	}
+	res, err := tx.Exec(`INSERT INTO mailboxes (user_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)`,
+		userID, name, specialUse, v&0xffffffff)
+	if IsConstraint(err) {
+		return 0, fmt.Errorf("mailbox %s: %w", name, ErrExists)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create mailbox %s: %w", name, err)
+	}
+	return res.LastInsertId()
+}
+
+// InsertBlobTx stores a message body and returns its id. The body is kept while any message
+// or queue row refers to it.
+func InsertBlobTx(tx *sql.Tx, data []byte) (int64, error) {
+	res, err := tx.Exec(`INSERT INTO blobs (size, data) VALUES (?, ?)`, len(data), data)
+	if err != nil {
+		return 0, fmt.Errorf("store body: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// AppendMessageTx adds a message (body blobID) to a mailbox, assigning the mailbox's next
+// UID, and returns that UID.
+func AppendMessageTx(tx *sql.Tx, mailboxID, blobID, size int64, flags []string, date time.Time) (uint32, error) {
+	var uid int64
+	err := tx.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`, mailboxID).Scan(&uid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("mailbox %d: %w", mailboxID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("assign uid: %w", err)
+	}
+	if uid > 0xffffffff {
+		return 0, fmt.Errorf("mailbox %d: UIDs exhausted", mailboxID)
+	}
+	_, err = tx.Exec(`INSERT INTO messages (mailbox_id, uid, blob_id, flags, internal_date, size) VALUES (?, ?, ?, ?, ?, ?)`,
+		mailboxID, uid, blobID, strings.Join(flags, " "), date.Unix(), size)
+	if err != nil {
+		return 0, fmt.Errorf("insert message: %w", err)
+	}
+	return uint32(uid), nil
+}
+
+// LocalTarget is one local mailbox a message goes to.
+type LocalTarget struct {
+	UserID  int64
+	Mailbox string   // "" means INBOX; a missing mailbox also falls back to INBOX
+	Flags   []string // initial flags, e.g. \Seen for a copy in Sent
+}
+
+// Delivery is one accepted message and everything that must happen to it. It is stored in
+// one transaction: either every local copy and every queue entry exists, or none does.
+type Delivery struct {
+	MsgID    string
+	From     string // envelope sender, "" for the null sender
+	Body     []byte // complete message, trace headers included
+	Local    []LocalTarget
+	Remote   []string // remote recipient addresses, queued for delivery
+	UserID   int64    // authenticated submitter, 0 for none
+	Received time.Time
+}
+
+// Stored reports where one local copy went.
+type Stored struct {
+	UserID    int64
+	MailboxID int64
+	UID       uint32
+}
+
+// Accept durably stores a message: its body once, a copy in each local target's mailbox and
+// a queue entry per remote recipient. It returns after the group commit is on disk.
+func (db *DB) Accept(ctx context.Context, d *Delivery) ([]Stored, error) {
+	if len(d.Local) == 0 && len(d.Remote) == 0 {
+		return nil, errors.New("accept: message without recipients")
+	}
+	var stored []Stored
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		stored = stored[:0]
+		blob, err := InsertBlobTx(tx, d.Body)
+		if err != nil {
+			return err
+		}
+		for _, t := range d.Local {
+			mbox, err := deliveryMailbox(tx, t.UserID, t.Mailbox)
+			if err != nil {
+				return err
+			}
+			uid, err := AppendMessageTx(tx, mbox, blob, int64(len(d.Body)), t.Flags, d.Received)
+			if err != nil {
+				return err
+			}
+			stored = append(stored, Stored{UserID: t.UserID, MailboxID: mbox, UID: uid})
+		}
+		for _, rcpt := range d.Remote {
+			domain := rcpt[strings.LastIndexByte(rcpt, '@')+1:]
+			var user any
+			if d.UserID != 0 {
+				user = d.UserID
+			}
+			_, err := tx.Exec(`INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				blob, d.MsgID, d.From, rcpt, strings.ToLower(domain), user, d.Received.Unix(), d.Received.Unix())
+			if err != nil {
+				return fmt.Errorf("queue %s: %w", rcpt, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return stored, nil
+}
+
+func deliveryMailbox(tx *sql.Tx, userID int64, name string) (int64, error) {
+	var id int64
+	if name != "" && name != "INBOX" {
+		err := tx.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`, userID, name).Scan(&id)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return 0, err
+		}
+	}
+	err := tx.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, userID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		// The INBOX cannot be deleted over IMAP, but be robust: recreate it.
+		return CreateMailboxTx(tx, userID, "INBOX", "")
+	}
+	return id, err
+}
+
+// QueueEntry is one outbound queue row (for listing; delivery comes later).
+type QueueEntry struct {
+	ID          int64  `json:"id"`
+	MsgID       string `json:"msg_id"`
+	From        string `json:"from"`
+	Rcpt        string `json:"rcpt"`
+	Domain      string `json:"domain"`
+	Size        int64  `json:"size"`
+	Created     int64  `json:"created"`
+	NextAttempt int64  `json:"next_attempt"`
+	Attempts    int    `json:"attempts"`
+	State       string `json:"state"`
+	LastError   string `json:"last_error"`
+}
+
+// Queue lists the outbound queue, oldest first.
+func (db *DB) Queue(ctx context.Context) ([]QueueEntry, error) {
+	rows, err := db.rdb.QueryContext(ctx, `SELECT q.id, q.msg_id, q.mail_from, q.rcpt, q.domain, b.size, q.created,
+		q.next_attempt, q.attempts, q.state, q.last_error FROM queue q JOIN blobs b ON b.id = q.blob_id ORDER BY q.id`)
+	if err != nil {
+		return nil, fmt.Errorf("list queue: %w", err)
+	}
+	defer rows.Close()
+	var out []QueueEntry
+	for rows.Next() {
+		var e QueueEntry
+		if err := rows.Scan(&e.ID, &e.MsgID, &e.From, &e.Rcpt, &e.Domain, &e.Size, &e.Created,
+			&e.NextAttempt, &e.Attempts, &e.State, &e.LastError); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

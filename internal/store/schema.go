@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrations are applied in order, each in its own transaction; PRAGMA user_version
+// records how many have run. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: accounts, mailboxes, messages, bodies, outbound queue.
+	`
+CREATE TABLE domains (
+	id      INTEGER PRIMARY KEY,
+	name    TEXT NOT NULL UNIQUE,      -- lower-case, ASCII (A-labels)
+	created INTEGER NOT NULL           -- unix seconds
+);
+
+CREATE TABLE users (
+	id            INTEGER PRIMARY KEY,
+	address       TEXT NOT NULL UNIQUE,  -- local@domain, domain lower-case
+	domain_id     INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+	password_hash TEXT NOT NULL,
+	created       INTEGER NOT NULL
+);
+
+-- An alias maps an address, or "@domain" for a catch-all, to one target address (local or
+-- remote). Several rows with the same address expand to several targets.
+CREATE TABLE aliases (
+	id        INTEGER PRIMARY KEY,
+	address   TEXT NOT NULL,
+	target    TEXT NOT NULL,
+	domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+	created   INTEGER NOT NULL,
+	UNIQUE (address, target)
+);
+
+-- Bodies are shared by reference: a message delivered to several local users and queued for
+-- remote ones is stored once. Triggers on messages and queue keep refs and delete a body
+-- when nothing points to it any more.
+CREATE TABLE blobs (
+	id   INTEGER PRIMARY KEY,
+	size INTEGER NOT NULL,
+	refs INTEGER NOT NULL DEFAULT 0,
+	data BLOB NOT NULL
+);
+
+CREATE TABLE mailboxes (
+	id          INTEGER PRIMARY KEY,
+	user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name        TEXT NOT NULL,            -- full hierarchical name, "/" separated; "INBOX" exact
+	special_use TEXT NOT NULL DEFAULT '', -- RFC 6154 attribute, e.g. "\Sent"
+	uidvalidity INTEGER NOT NULL,
+	uidnext     INTEGER NOT NULL DEFAULT 1,
+	subscribed  INTEGER NOT NULL DEFAULT 1,
+	UNIQUE (user_id, name)
+);
+
+CREATE TABLE messages (
+	id            INTEGER PRIMARY KEY,
+	mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	uid           INTEGER NOT NULL,
+	blob_id       INTEGER NOT NULL REFERENCES blobs(id),
+	flags         TEXT NOT NULL DEFAULT '',  -- space-separated, e.g. "\Seen \Flagged $Label"
+	internal_date INTEGER NOT NULL,          -- unix seconds
+	size          INTEGER NOT NULL,
+	UNIQUE (mailbox_id, uid)
+);
+
+CREATE TRIGGER messages_ref AFTER INSERT ON messages BEGIN
+	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
+END;
+CREATE TRIGGER messages_unref AFTER DELETE ON messages BEGIN
+	UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
+	DELETE FROM blobs WHERE id = OLD.blob_id AND refs <= 0;
+END;
+
+-- Outbound queue: one row per (message, remote recipient). Delivery is a later step; the
+-- rows written here are the durable hand-off.
+CREATE TABLE queue (
+	id           INTEGER PRIMARY KEY,
+	blob_id      INTEGER NOT NULL REFERENCES blobs(id),
+	msg_id       TEXT NOT NULL,           -- Repute's message id (also in events.log)
+	mail_from    TEXT NOT NULL,           -- envelope sender; "" for the null sender
+	rcpt         TEXT NOT NULL,
+	domain       TEXT NOT NULL,           -- recipient domain, for grouping
+	user_id      INTEGER,                 -- submitting user, if any
+	created      INTEGER NOT NULL,
+	next_attempt INTEGER NOT NULL,
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	state        TEXT NOT NULL DEFAULT 'queued',  -- queued, hold
+	last_error   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX queue_next ON queue (state, next_attempt);
+CREATE INDEX queue_domain ON queue (domain);
+
+CREATE TRIGGER queue_ref AFTER INSERT ON queue BEGIN
+	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
+END;
+CREATE TRIGGER queue_unref AFTER DELETE ON queue BEGIN
+	UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
+	DELETE FROM blobs WHERE id = OLD.blob_id AND refs <= 0;
+END;
+`,
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	conn, err := db.wdb.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: connect: %w", err)
+	}
+	defer conn.Close()
+	var version int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this program (%d): refusing to run", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("store: migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store: migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store: migration %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("store: migration %d: %w", v+1, err)
+		}
+		db.log.Info("store: schema migrated", "version", v+1)
+	}
+	return nil
+}
