@@ -50,7 +50,7 @@ func badAddr(why string) error { return &addrError{why} }
 
 type addrError struct{ why string }
 
-func (e *addrError) Error() string { return "malformed address: " + e.why }
+func (e *addrError) Error() string   { return "malformed address: " + e.why }
 func (e *addrError) Is(t error) bool { return t == ErrBadAddress }
 
 // ParsePath parses a reverse-path or forward-path as written after "MAIL FROM:" or "RCPT TO:"

@@ -150,7 +150,7 @@ func TestAcceptSharesBody(t *testing.T) {
 	u2, _ := db.AddUser(ctx, "u2@a.test", "pw")
 	body := []byte("Subject: hi\r\n\r\nhello\r\n")
 	st, err := db.Accept(ctx, &Delivery{MsgID: "m1", From: "x@y.test", Body: body,
-		Local: []LocalTarget{{UserID: u1.ID}, {UserID: u2.ID, Mailbox: "Archive"}, {UserID: u2.ID, Mailbox: "Nope"}},
+		Local:  []LocalTarget{{UserID: u1.ID}, {UserID: u2.ID, Mailbox: "Archive"}, {UserID: u2.ID, Mailbox: "Nope"}},
 		Remote: []string{"r@remote.test"}, Received: time.Now()})
 	if err != nil {
 		t.Fatal(err)
