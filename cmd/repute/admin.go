@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/repute-mail/repute/internal/app"
+	"github.com/repute-mail/repute/internal/config"
+	"github.com/repute-mail/repute/internal/store"
+)
+
+func loadConfig(e *env) (config.Config, error) {
+	cfg, err := config.Load(e.configPath)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.FillDefaults(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// withStore runs fn with the configured store open. Admin commands open the database
+// themselves; SQLite's WAL lets them run beside a serving process.
+func withStore(e *env, fn func(ctx context.Context, db *store.DB) error) error {
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	db, err := app.OpenStore(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(ctx, db)
+}
+
+func cmdConfigCheck(e *env, args []string) error {
+	if pos, err := parseFlags(stdFlags(e, "config check", false), args); err != nil || len(pos) != 0 {
+		return errUsage
+	}
+	if _, err := loadConfig(e); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: OK\n", e.configPath)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func unix(t int64) string { return time.Unix(t, 0).UTC().Format(time.RFC3339) }
+
+func cmdDomainAdd(e *env, args []string) error {
+	pos, err := parseFlags(stdFlags(e, "domain add", false), args)
+	if err != nil || len(pos) != 1 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		d, err := db.AddDomain(ctx, pos[0])
+		if err == nil {
+			fmt.Fprintf(e.stdout, "domain %s added\n", d.Name)
+		}
+		return err
+	})
+}
+
+func cmdDomainList(e *env, args []string) error {
+	if pos, err := parseFlags(stdFlags(e, "domain list", true), args); err != nil || len(pos) != 0 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		ds, err := db.Domains(ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, nonNil(ds))
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "DOMAIN\tADDED")
+		for _, d := range ds {
+			fmt.Fprintf(tw, "%s\t%s\n", d.Name, unix(d.Created))
+		}
+		return tw.Flush()
+	})
+}
+
+func cmdDomainDel(e *env, args []string) error {
+	pos, err := parseFlags(stdFlags(e, "domain del", false), args)
+	if err != nil || len(pos) != 1 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		err := db.DelDomain(ctx, pos[0])
+		if err == nil {
+			fmt.Fprintf(e.stdout, "domain %s deleted\n", pos[0])
+		}
+		return err
+	})
+}
+
+// readPassword takes the password from stdin (--password-stdin: first line) or generates one.
+func readPassword(e *env, fromStdin bool) (pw string, generated bool, err error) {
+	if !fromStdin {
+		return randomPassword(), true, nil
+	}
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", false, fmt.Errorf("read password: %w", err)
+	}
+	pw = strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", false, fmt.Errorf("empty password on standard input")
+	}
+	return pw, false, nil
+}
+
+func cmdUserAdd(e *env, args []string) error {
+	fs := stdFlags(e, "user add", false)
+	stdin := fs.Bool("password-stdin", false, "read the password from standard input")
+	pos, err := parseFlags(fs, args)
+	if err != nil || len(pos) != 1 {
+		return errUsage
+	}
+	pw, generated, err := readPassword(e, *stdin)
+	if err != nil {
+		return err
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		u, err := db.AddUser(ctx, pos[0], pw)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "user %s added\n", u.Address)
+		if generated {
+			fmt.Fprintf(e.stdout, "password: %s\n", pw)
+		}
+		return nil
+	})
+}
+
+func cmdUserList(e *env, args []string) error {
+	if pos, err := parseFlags(stdFlags(e, "user list", true), args); err != nil || len(pos) != 0 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		us, err := db.Users(ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, nonNil(us))
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USER\tADDED")
+		for _, u := range us {
+			fmt.Fprintf(tw, "%s\t%s\n", u.Address, unix(u.Created))
+		}
+		return tw.Flush()
+	})
+}
+
+func cmdUserDel(e *env, args []string) error {
+	pos, err := parseFlags(stdFlags(e, "user del", false), args)
+	if err != nil || len(pos) != 1 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		err := db.DelUser(ctx, pos[0])
+		if err == nil {
+			fmt.Fprintf(e.stdout, "user %s deleted with all its mail\n", pos[0])
+		}
+		return err
+	})
+}
+
+func cmdUserPasswd(e *env, args []string) error {
+	fs := stdFlags(e, "user passwd", false)
+	stdin := fs.Bool("password-stdin", false, "read the password from standard input")
+	pos, err := parseFlags(fs, args)
+	if err != nil || len(pos) != 1 {
+		return errUsage
+	}
+	pw, generated, err := readPassword(e, *stdin)
+	if err != nil {
+		return err
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		if err := db.SetPassword(ctx, pos[0], pw); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "password of %s changed\n", pos[0])
+		if generated {
+			fmt.Fprintf(e.stdout, "password: %s\n", pw)
+		}
+		return nil
+	})
+}
+
+func cmdAliasAdd(e *env, args []string) error {
+	pos, err := parseFlags(stdFlags(e, "alias add", false), args)
+	if err != nil || len(pos) < 2 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		err := db.AddAlias(ctx, pos[0], pos[1:]...)
+		if err == nil {
+			fmt.Fprintf(e.stdout, "alias %s -> %s added\n", pos[0], strings.Join(pos[1:], ", "))
+		}
+		return err
+	})
+}
+
+func cmdAliasList(e *env, args []string) error {
+	if pos, err := parseFlags(stdFlags(e, "alias list", true), args); err != nil || len(pos) != 0 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		as, err := db.Aliases(ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, nonNil(as))
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ALIAS\tTARGET")
+		for _, a := range as {
+			fmt.Fprintf(tw, "%s\t%s\n", a.Address, a.Target)
+		}
+		return tw.Flush()
+	})
+}
+
+func cmdAliasDel(e *env, args []string) error {
+	pos, err := parseFlags(stdFlags(e, "alias del", false), args)
+	if err != nil || len(pos) < 1 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		err := db.DelAlias(ctx, pos[0], pos[1:]...)
+		if err == nil {
+			fmt.Fprintf(e.stdout, "alias %s deleted\n", pos[0])
+		}
+		return err
+	})
+}
+
+func cmdQueueList(e *env, args []string) error {
+	if pos, err := parseFlags(stdFlags(e, "queue list", true), args); err != nil || len(pos) != 0 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		q, err := db.Queue(ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, nonNil(q))
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tMSG\tFROM\tTO\tSIZE\tQUEUED\tSTATE")
+		for _, m := range q {
+			fmt.Fprintf(tw, "%d\t%s\t<%s>\t<%s>\t%d\t%s\t%s\n", m.ID, m.MsgID, m.From, m.Rcpt, m.Size, unix(m.Created), m.State)
+		}
+		return tw.Flush()
+	})
+}
+
+// nonNil makes empty listings print as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,151 @@
+// Command repute is the Repute mail server and its administration tool. main only parses
+// flags and dispatches to a subcommand; the server itself is built in internal/app.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one entry of the subcommand table. Groups (domain, user, ...) have subs.
+type command struct {
+	usage string
+	run   func(env *env, args []string) error
+	subs  map[string]*command
+}
+
+// env carries what every command needs; tests can swap the streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	configPath     string
+	json           bool
+}
+
+var errUsage = errors.New("usage")
+
+func commands() map[string]*command {
+	return map[string]*command{
+		"serve": {usage: "serve [--config FILE]: run every configured listener until SIGTERM", run: cmdServe},
+		"dev":   {usage: "dev: create ./repute-dev/ (config, data, a domain and a user) and serve on loopback", run: cmdDev},
+		"config": {subs: map[string]*command{
+			"check": {usage: "config check [--config FILE]: validate the configuration file", run: cmdConfigCheck},
+		}},
+		"domain": {subs: map[string]*command{
+			"add":  {usage: "domain add DOMAIN", run: cmdDomainAdd},
+			"list": {usage: "domain list [--json]", run: cmdDomainList},
+			"del":  {usage: "domain del DOMAIN", run: cmdDomainDel},
+		}},
+		"user": {subs: map[string]*command{
+			"add":    {usage: "user add ADDRESS [--password-stdin]", run: cmdUserAdd},
+			"list":   {usage: "user list [--json]", run: cmdUserList},
+			"del":    {usage: "user del ADDRESS", run: cmdUserDel},
+			"passwd": {usage: "user passwd ADDRESS [--password-stdin]", run: cmdUserPasswd},
+		}},
+		"alias": {subs: map[string]*command{
+			"add":  {usage: "alias add ALIAS TARGET...   (ALIAS may be @domain: a catch-all)", run: cmdAliasAdd},
+			"list": {usage: "alias list [--json]", run: cmdAliasList},
+			"del":  {usage: "alias del ALIAS [TARGET...]", run: cmdAliasDel},
+		}},
+		"queue": {subs: map[string]*command{
+			"list": {usage: "queue list [--json]: messages waiting for outbound delivery", run: cmdQueueList},
+		}},
+	}
+}
+
+func main() {
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	os.Exit(run(context.Background(), e, os.Args[1:]))
+}
+
+func run(ctx context.Context, e *env, args []string) int {
+	cmds := commands()
+	var path []string
+	cur := &command{subs: cmds}
+	for cur.subs != nil {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			printUsage(e.stderr, path, cur)
+			return 2
+		}
+		next := cur.subs[args[0]]
+		if next == nil {
+			fmt.Fprintf(e.stderr, "repute: unknown command %q\n", strings.Join(append(path, args[0]), " "))
+			printUsage(e.stderr, path, cur)
+			return 2
+		}
+		path = append(path, args[0])
+		args = args[1:]
+		cur = next
+	}
+	err := cur.run(e, args)
+	if errors.Is(err, errUsage) {
+		fmt.Fprintf(e.stderr, "usage: repute %s\n", cur.usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "repute %s: %v\n", strings.Join(path, " "), err)
+		return 1
+	}
+	return 0
+}
+
+func printUsage(w io.Writer, path []string, c *command) {
+	fmt.Fprintln(w, "usage: repute COMMAND [ARGS] [--config FILE]")
+	var lines []string
+	var walk func(prefix []string, c *command)
+	walk = func(prefix []string, c *command) {
+		if c.run != nil {
+			lines = append(lines, "  repute "+c.usage)
+		}
+		for name, s := range c.subs {
+			walk(append(append([]string{}, prefix...), name), s)
+		}
+	}
+	walk(path, c)
+	sort.Strings(lines)
+	fmt.Fprintln(w, strings.Join(lines, "\n"))
+}
+
+// parseFlags parses fs from args, allowing flags before, between and after positional
+// arguments ("user add a@b --password-stdin"), and returns the positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// stdFlags adds --config and, for listings, --json.
+func stdFlags(e *env, name string, listing bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&e.configPath, "config", defaultConfigPath(), "configuration file")
+	if listing {
+		fs.BoolVar(&e.json, "json", false, "print JSON")
+	}
+	return fs
+}
+
+func defaultConfigPath() string {
+	if p := os.Getenv("REPUTE_CONFIG"); p != "" {
+		return p
+	}
+	return "/etc/repute/repute.toml"
+}

@@ -1,0 +1,246 @@
+// Package app is the composition root: it builds every component from the configuration in
+// the order a message meets them (listener → session → store → mailbox → IMAP), starts them
+// and shuts them down in reverse. Nothing else in Repute knows how the pieces fit together.
+//
+// Upstream: cmd/repute (serve, dev). Downstream: every internal package.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/repute-mail/repute/internal/authguard"
+	"github.com/repute-mail/repute/internal/config"
+	"github.com/repute-mail/repute/internal/imapsrv"
+	"github.com/repute-mail/repute/internal/mailstore"
+	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/session"
+	"github.com/repute-mail/repute/internal/smtp"
+	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/tlsconf"
+)
+
+// App is a running Repute server.
+type App struct {
+	cfg config.Config
+	log *slog.Logger
+
+	db        *store.DB
+	events    *obs.EventLog
+	tls       *tls.Config
+	guard     *authguard.Guard
+	mailstore *mailstore.Mailstore
+	smtp      []*session.Server
+	imap      *imapsrv.Server
+
+	mu        sync.Mutex
+	listeners map[string]net.Listener // by listener name: smtp, submission, ...
+	serveErr  chan error
+}
+
+// New checks the configuration; it opens nothing.
+func New(cfg config.Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Store.Driver != "sqlite" {
+		return nil, fmt.Errorf("store.driver %q: only \"sqlite\" is available in this version", cfg.Store.Driver)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &App{cfg: cfg, log: log, listeners: map[string]net.Listener{}, serveErr: make(chan error, 8)}, nil
+}
+
+// OpenStore opens the configured database (also used by the admin commands).
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	return store.Open(ctx, store.Options{Path: cfg.DBPath(), Logger: log})
+}
+
+// Start opens the store, binds every configured listener and starts serving. If any
+// listener cannot be bound, nothing is left running and the error names the address.
+func (a *App) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.Shutdown(context.Background())
+		}
+	}()
+	cfg := a.cfg
+	if a.db, err = OpenStore(ctx, cfg, a.log); err != nil {
+		return err
+	}
+	if a.events, err = obs.OpenEventLog(cfg.EventsLogPath(), a.log); err != nil {
+		return err
+	}
+	if a.tls, err = tlsconf.Load(cfg.TLS, cfg.Hostname, cfg.DataDir, a.log); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	a.guard = authguard.New(a.log)
+	a.mailstore = mailstore.New(a.db, a.log)
+
+	limits := &session.Limits{Max: cfg.SMTP.MaxConnections, PerIP: cfg.SMTP.MaxConnectionsPerIP}
+	newSMTP := func(mode session.Mode, implicitTLS bool) *session.Server {
+		s := &session.Server{
+			Hostname: cfg.Hostname, Mode: mode, ImplicitTLS: implicitTLS, TLSConfig: a.tls,
+			DB: a.db, Delivered: a.mailstore.Delivered, Authenticate: a.smtpAuthenticate,
+			Events: a.events, Logger: a.log, Limits: limits,
+			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
+			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
+			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk,
+		}
+		a.smtp = append(a.smtp, s)
+		return s
+	}
+	a.imap = &imapsrv.Server{
+		Mailstore: a.mailstore, TLSConfig: a.tls, Logger: a.log,
+		Authenticate: func(ctx context.Context, user, pass string, remote net.Addr) (store.User, error) {
+			return a.authenticate(ctx, user, pass, addrOf(remote))
+		},
+		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP,
+		IdleTimeout:         cfg.IMAP.IdleTimeout.Duration,
+	}
+
+	type listener struct {
+		name, addr  string
+		implicitTLS bool
+		serve       func(net.Listener) error
+	}
+	ls := []listener{
+		{"smtp", cfg.Listen.SMTP, false, newSMTP(session.MX, false).Serve},
+		{"submission", cfg.Listen.Submission, false, newSMTP(session.Submission, false).Serve},
+		{"submissions", cfg.Listen.Submissions, true, newSMTP(session.Submission, true).Serve},
+		{"imap", cfg.Listen.IMAP, false, a.imap.Serve},
+		{"imaps", cfg.Listen.IMAPS, true, a.imap.Serve},
+	}
+	for _, l := range ls {
+		if l.addr == "" {
+			continue
+		}
+		nl, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen.%s = %q: %w", l.name, l.addr, err)
+		}
+		if l.implicitTLS {
+			nl = tls.NewListener(nl, a.tls)
+		}
+		a.mu.Lock()
+		a.listeners[l.name] = nl
+		a.mu.Unlock()
+	}
+	if cfg.Listen.HTTP != "" || cfg.Listen.HTTPS != "" {
+		a.log.Info("listen.http and listen.https are reserved for the web interface, which this version does not include yet")
+	}
+	for _, l := range ls {
+		nl := a.listeners[l.name]
+		if nl == nil {
+			continue
+		}
+		a.log.Info("listening", "listener", l.name, "addr", nl.Addr().String())
+		go func(name string, serve func(net.Listener) error) {
+			if err := serve(nl); err != nil && !errors.Is(err, session.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				a.log.Error("listener stopped", "listener", name, "err", err)
+				a.serveErr <- fmt.Errorf("listener %s: %w", name, err)
+			}
+		}(l.name, l.serve)
+	}
+	return nil
+}
+
+// Err delivers the first fatal listener error.
+func (a *App) Err() <-chan error { return a.serveErr }
+
+// Addr returns the bound address of a listener ("smtp", "submission", "submissions",
+// "imap", "imaps"), or nil if it is disabled.
+func (a *App) Addr(name string) net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l := a.listeners[name]; l != nil {
+		return l.Addr()
+	}
+	return nil
+}
+
+// Shutdown stops accepting, lets transactions in progress finish (until ctx ends), then
+// closes the store. Safe to call on a partly started App.
+func (a *App) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, s := range a.smtp {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Shutdown(ctx) }()
+	}
+	if a.imap != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.imap.Shutdown(ctx) }()
+	}
+	wg.Wait()
+	a.mu.Lock()
+	for _, l := range a.listeners {
+		l.Close()
+	}
+	a.mu.Unlock()
+	var err error
+	if a.db != nil {
+		err = a.db.Close()
+	}
+	if a.events != nil {
+		a.events.Close()
+	}
+	return err
+}
+
+// DB is the open store (after Start).
+func (a *App) DB() *store.DB { return a.db }
+
+func (a *App) authenticate(ctx context.Context, user, pass string, remote netip.Addr) (store.User, error) {
+	return authguard.Check(ctx, a.guard, remote, user,
+		func() (store.User, error) { return a.db.Authenticate(ctx, user, pass) },
+		func(err error) bool { return errors.Is(err, store.ErrBadCredentials) })
+}
+
+// smtpAuthenticate answers a locked-out client with the RFC 4954 temporary failure.
+func (a *App) smtpAuthenticate(ctx context.Context, user, pass string, remote netip.Addr) (store.User, error) {
+	u, err := a.authenticate(ctx, user, pass, remote)
+	if errors.Is(err, authguard.ErrLockedOut) {
+		err = smtp.Wrap(454, "4.7.0", "Too many failed logins from your address; try again later", err)
+	}
+	return u, err
+}
+
+func (a *App) freeSpace() (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(a.cfg.DBPath()), &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap.Addr().Unmap()
+}
+
+// shutdownTimeout bounds a graceful drain on SIGTERM.
+const shutdownTimeout = 30 * time.Second
+
+// ShutdownTimeout is how long serve waits for transactions in progress on SIGTERM.
+func ShutdownTimeout() time.Duration { return shutdownTimeout }

@@ -1,0 +1,273 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/smtp"
+	"github.com/repute-mail/repute/internal/store"
+)
+
+// maxHops is the Received-header count above which a message is taken to be looping
+// (RFC 5321 §6.3 suggests 100; Postfix uses 50).
+const maxHops = 50
+
+var errDiskFull = smtp.Errorf(452, "4.3.1", "Insufficient system storage, try again later")
+
+// checkSpace refuses new mail early when the store's disk is nearly full, so that what was
+// already accepted can still be delivered and read.
+func (c *conn) checkSpace(size int64) error {
+	if c.srv.FreeSpace == nil {
+		return nil
+	}
+	free, err := c.srv.FreeSpace()
+	if err != nil {
+		c.log.Warn("smtp: cannot read free disk space", "err", err)
+		return nil
+	}
+	if free < c.srv.MinFreeDisk+2*size {
+		c.log.Warn("smtp: refusing mail: disk nearly full", "free", free, "min_free_disk", c.srv.MinFreeDisk)
+		return errDiskFull
+	}
+	return nil
+}
+
+// checkSender enforces that a submission user sends only as themselves: their own address
+// (with or without a +tag) or an alias that delivers to them.
+func (c *conn) checkSender(from smtp.Address) error {
+	refuse := smtp.Errorf(553, "5.7.1", "Sender address <%s> not owned by authenticated user %s", from, c.user.Address)
+	if from.IsZero() {
+		return refuse
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	targets, err := c.srv.DB.Resolve(ctx, from)
+	if errors.Is(err, store.ErrNotLocal) || errors.Is(err, store.ErrNoSuchUser) {
+		return refuse
+	}
+	if err != nil {
+		return fmt.Errorf("check sender %s: %w", from, err)
+	}
+	for _, t := range targets {
+		if t.UserID == c.user.ID {
+			if strings.HasPrefix(from.Key(), "@") {
+				break
+			}
+			return nil
+		}
+	}
+	return refuse
+}
+
+// resolve decides at RCPT whether a recipient is accepted and where its mail goes.
+func (c *conn) resolve(addr smtp.Address) (recipient, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	targets, err := c.srv.DB.Resolve(ctx, addr)
+	switch {
+	case err == nil:
+		return recipient{addr: addr, local: targets}, nil
+	case errors.Is(err, store.ErrNotLocal):
+		if c.srv.Mode == Submission && c.user != nil {
+			if strings.HasPrefix(addr.Domain, "[") {
+				return recipient{}, smtp.Errorf(550, "5.1.2", "Address literals are not accepted as destinations")
+			}
+			return recipient{addr: addr, remote: true}, nil
+		}
+		return recipient{}, smtp.Errorf(550, "5.7.1", "Relay access denied: <%s> is not a local domain", addr)
+	case errors.Is(err, store.ErrNoSuchUser):
+		return recipient{}, smtp.Errorf(550, "5.1.1", "Mailbox <%s> does not exist", addr)
+	}
+	return recipient{}, fmt.Errorf("resolve %s: %w", addr, err)
+}
+
+// finish turns received data into a stored message and answers the transaction.
+func (c *conn) finish(data []byte) {
+	defer c.resetTx()
+	tx := c.tx
+	msgID := newID(c.srv.Now())
+	if len(data) > 0 && !bytes.HasSuffix(data, []byte("\r\n")) {
+		data = append(data, '\r', '\n')
+	}
+	if err := checkHeader(data); err != nil {
+		c.replyErr(err)
+		return
+	}
+	var b bytes.Buffer
+	b.Grow(len(data) + 512)
+	c.writeReceived(&b, tx, msgID)
+	if c.srv.Mode == Submission {
+		c.addMissingHeaders(&b, data, msgID)
+	}
+	b.Write(data)
+	body := b.Bytes()
+	if int64(len(body)) > c.srv.MaxMessageSize+4096 {
+		c.replyErr(smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size"))
+		return
+	}
+
+	d := &store.Delivery{MsgID: msgID, From: tx.from.String(), Body: body, Received: tx.received}
+	if c.user != nil {
+		d.UserID = c.user.ID
+	}
+	seenUser := map[int64]bool{}
+	var remote []string
+	for _, r := range tx.rcpts {
+		if r.remote {
+			remote = append(remote, r.addr.String())
+			continue
+		}
+		for _, t := range r.local {
+			if t.UserID == 0 {
+				remote = append(remote, t.Address) // alias forwarding elsewhere
+				continue
+			}
+			if !seenUser[t.UserID] {
+				seenUser[t.UserID] = true
+				d.Local = append(d.Local, store.LocalTarget{UserID: t.UserID})
+			}
+		}
+	}
+	d.Remote = dedupe(remote)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stored, err := c.srv.DB.Accept(ctx, d)
+	if err != nil {
+		if errors.Is(err, store.ErrDiskFull) {
+			err = smtp.Wrap(452, "4.3.1", "Insufficient system storage, try again later", err)
+		}
+		c.replyErr(err)
+		return
+	}
+	if c.srv.Delivered != nil && len(stored) > 0 {
+		c.srv.Delivered(stored)
+	}
+	c.logAccepted(tx, d)
+	c.reply(smtp.Errorf(250, "2.0.0", "OK queued as %s", msgID))
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0]
+	for _, s := range in {
+		if k := strings.ToLower(s); !seen[k] {
+			seen[k] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *conn) logAccepted(tx *transaction, d *store.Delivery) {
+	user := ""
+	if c.user != nil {
+		user = c.user.Address
+	}
+	c.log.Info("smtp: message accepted", "msg_id", d.MsgID, "from", d.From, "rcpts", len(tx.rcpts),
+		"local", len(d.Local), "remote", len(d.Remote), "size", len(d.Body))
+	for _, r := range tx.rcpts {
+		c.srv.Events.Emit(obs.Event{Time: tx.received, Event: obs.Received, MsgID: d.MsgID, From: d.From,
+			Rcpt: r.addr.String(), Size: int64(len(d.Body)), ClientIP: c.remote.String(), User: user})
+	}
+	for _, r := range d.Remote {
+		c.srv.Events.Emit(obs.Event{Time: tx.received, Event: obs.Queued, MsgID: d.MsgID, From: d.From,
+			Rcpt: r, Size: int64(len(d.Body)), User: user})
+	}
+}
+
+// writeReceived prepends the trace header of RFC 5321 §4.4.
+func (c *conn) writeReceived(b *bytes.Buffer, tx *transaction, msgID string) {
+	proto := "SMTP"
+	if c.esmtp {
+		proto = "ESMTP"
+		if c.tls != nil {
+			proto += "S"
+		}
+		if c.user != nil {
+			proto += "A"
+		}
+	}
+	if tx.utf8 {
+		proto = "UTF8" + proto // RFC 6531 §3.7.3
+	}
+	fmt.Fprintf(b, "Received: from %s ([%s])\r\n\tby %s (Repute) with %s id %s", sanitize(c.helo), c.remote, c.srv.Hostname, proto, msgID)
+	if c.tls != nil {
+		fmt.Fprintf(b, "\r\n\t(using %s with cipher %s)", tlsVersion(c.tls.Version), tlsCipher(c.tls.CipherSuite))
+	}
+	if len(tx.rcpts) == 1 {
+		fmt.Fprintf(b, "\r\n\tfor <%s>", tx.rcpts[0].addr)
+	}
+	fmt.Fprintf(b, ";\r\n\t%s\r\n", tx.received.Format(time.RFC1123Z))
+}
+
+// addMissingHeaders adds Message-ID and Date to submitted mail that lacks them (RFC 6409 §8).
+func (c *conn) addMissingHeaders(b *bytes.Buffer, data []byte, msgID string) {
+	h := headerNames(data)
+	if !h["message-id"] {
+		domain := c.user.Address[strings.LastIndexByte(c.user.Address, '@')+1:]
+		fmt.Fprintf(b, "Message-ID: <%s@%s>\r\n", msgID, domain)
+	}
+	if !h["date"] {
+		fmt.Fprintf(b, "Date: %s\r\n", c.srv.Now().Format(time.RFC1123Z))
+	}
+}
+
+// headerNames returns the lower-cased field names of the message header.
+func headerNames(data []byte) map[string]bool {
+	names := map[string]bool{}
+	for len(data) > 0 {
+		i := bytes.Index(data, []byte("\r\n"))
+		if i <= 0 {
+			break
+		}
+		line := data[:i]
+		data = data[i+2:]
+		if line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		if colon := bytes.IndexByte(line, ':'); colon > 0 {
+			names[strings.ToLower(string(bytes.TrimSpace(line[:colon])))] = true
+		}
+	}
+	return names
+}
+
+// checkHeader refuses looping messages (too many Received fields).
+func checkHeader(data []byte) error {
+	hops := 0
+	for len(data) > 0 {
+		i := bytes.Index(data, []byte("\r\n"))
+		if i <= 0 {
+			break
+		}
+		if len(data) > 9 && strings.EqualFold(string(data[:9]), "received:") {
+			hops++
+		}
+		data = data[i+2:]
+	}
+	if hops > maxHops {
+		return smtp.Errorf(554, "5.4.6", "Too many hops (%d Received headers): mail loop?", hops)
+	}
+	return nil
+}
+
+func sanitize(s string) string {
+	s = textproto.TrimString(s)
+	var b strings.Builder
+	for _, r := range s {
+		if r < 32 || r == 127 || r == '(' || r == ')' || r == ';' {
+			r = '_'
+		}
+		b.WriteRune(r)
+	}
+	if b.Len() > 255 {
+		return b.String()[:255]
+	}
+	return b.String()
+}
