@@ -341,7 +341,9 @@ func plainAuth(u, p string) *plainAuthClient { return &plainAuthClient{u, p} }
 func (a *plainAuthClient) Start() (string, []byte, error) {
 	return "PLAIN", []byte("\x00" + a.user + "\x00" + a.pass), nil
 }
-func (a *plainAuthClient) Next([]byte) ([]byte, error) { return nil, errors.New("unexpected challenge") }
+func (a *plainAuthClient) Next([]byte) ([]byte, error) {
+	return nil, errors.New("unexpected challenge")
+}
 
 func TestStalledClientsDoNotBlock(t *testing.T) {
 	e := start(t, nil)
