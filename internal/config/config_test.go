@@ -1,0 +1,502 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+func TestParseValid(t *testing.T) {
+	withHostname := Default()
+	withHostname.Hostname = "mail.example.com"
+
+	full := Config{
+		Hostname: "mx1.example.org",
+		DataDir:  "/srv/repute",
+		Listen: Listen{
+			SMTP:        "192.0.2.1:25",
+			Submission:  "192.0.2.1:587",
+			Submissions: "[2001:db8::1]:465",
+			IMAP:        "",
+			IMAPS:       "127.0.0.1:993",
+			HTTP:        ":8080",
+			HTTPS:       "localhost:8443",
+		},
+		TLS: TLS{
+			CertFile:      "/etc/letsencrypt/live/mx1.example.org/fullchain.pem",
+			KeyFile:       "/etc/letsencrypt/live/mx1.example.org/privkey.pem",
+			ACMEDirectory: "https://acme-staging-v02.api.letsencrypt.org/directory",
+		},
+		DNS:      DNS{Resolver: "127.0.0.1:5353"},
+		Outbound: Outbound{SourceIPs: []string{"192.0.2.10", "2001:db8::10"}, RemotePort: 2525, Relay: "smarthost.example.net:587"},
+		Store:    Store{Driver: "postgres", DSN: "postgres://repute@db.example.org/repute"},
+		SMTP: SMTP{
+			MaxMessageSize:      10 << 20,
+			MaxRecipients:       100,
+			MaxConnections:      500,
+			MaxConnectionsPerIP: 5,
+			CommandTimeout:      Duration{2 * time.Minute},
+			DataTimeout:         Duration{15 * time.Minute},
+			MinFreeDisk:         0,
+		},
+		IMAP: IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},
+		Log:  Log{Level: "debug", Format: "json"},
+	}
+
+	partial := Default()
+	partial.SMTP.MaxRecipients = 7
+	partial.Listen.IMAP = ""
+
+	tests := []struct {
+		name string
+		file string // under testdata/, or "" to use text
+		text string
+		want Config
+	}{
+		{name: "empty file", text: "", want: Default()},
+		{name: "comments only", text: "# nothing\n\n", want: Default()},
+		{name: "minimal", file: "minimal.toml", want: withHostname},
+		{name: "byte order mark", text: "\ufeffhostname = \"mail.example.com\"\n", want: withHostname},
+		{name: "every key", file: "full.toml", want: full},
+		{name: "partial table keeps other defaults", text: "[smtp]\nmax_recipients = 7\n[listen]\nimap = \"\"\n", want: partial},
+		{name: "dotted keys", text: "smtp.max_recipients = 7\nlisten.imap = \"\"\n", want: partial},
+		{name: "inline table", text: "smtp = { max_recipients = 7 }\nlisten = { imap = \"\" }\n", want: partial},
+		{name: "quoted keys", text: "\"smtp\".'max_recipients' = 7\n[\"listen\"]\n\"imap\" = \"\"\n", want: partial},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got Config
+			var err error
+			if tt.file != "" {
+				got, err = Load(filepath.Join("testdata", tt.file))
+			} else {
+				got, err = Parse([]byte(tt.text))
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestExampleFile keeps etc/repute.toml honest: it must parse to exactly the defaults and
+// set every key the schema has.
+func TestExampleFile(t *testing.T) {
+	path := filepath.Join("..", "..", "etc", "repute.toml")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Errorf("%s does not match Default():\ngot  %+v\nwant %+v", path, cfg, Default())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range schemaKeys(reflect.TypeOf(Config{}), nil) {
+		if !md.IsDefined(key...) {
+			t.Errorf("%s does not list key %s", path, key)
+		}
+	}
+}
+
+// TestReferenceDocs checks that docs/CONFIG.md has a table row for every key.
+func TestReferenceDocs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "CONFIG.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range schemaKeys(reflect.TypeOf(Config{}), nil) {
+		// Rows name the key relative to its section: "| `max_recipients` |".
+		if !strings.Contains(string(data), "| `"+key[len(key)-1]+"` |") {
+			t.Errorf("docs/CONFIG.md has no row for %s", key)
+		}
+	}
+}
+
+// schemaKeys lists the full key of every leaf of the schema.
+func schemaKeys(t reflect.Type, prefix toml.Key) []toml.Key {
+	var keys []toml.Key
+	for i := range t.NumField() {
+		f := t.Field(i)
+		k := append(append(toml.Key{}, prefix...), tomlName(f))
+		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+			keys = append(keys, schemaKeys(f.Type, k)...)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// errorCase is a file that must fail with an *Error at a known place.
+type errorCase struct {
+	name    string
+	text    string
+	key     string
+	line    int
+	col     int
+	message string // substring of Error()
+}
+
+func runErrorCases(t *testing.T, tests []errorCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.text))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %v (%T) is not an *Error", err, err)
+			}
+			if e.Key != tt.key || e.Line != tt.line || (tt.col != 0 && e.Column != tt.col) {
+				t.Errorf("got key %q at %d:%d, want %q at %d:%d (%v)", e.Key, e.Line, e.Column, tt.key, tt.line, tt.col, err)
+			}
+			if !strings.Contains(err.Error(), tt.message) {
+				t.Errorf("error %q does not contain %q", err, tt.message)
+			}
+		})
+	}
+}
+
+func TestUnknownKeys(t *testing.T) {
+	runErrorCases(t, []errorCase{
+		{"top level", "hostname = \"a.example\"\nhostnmae = \"b.example\"\n", "hostnmae", 2, 1, "line 2, column 1: unknown key hostnmae (did you mean hostname?)"},
+		{"in a table", "[smtp]\nmax_recipients = 5\n  max_mesage_size = 1\n", "smtp.max_mesage_size", 3, 3, "unknown key smtp.max_mesage_size (did you mean max_message_size?)"},
+		{"dotted at top level", "# comment\nsmtp.max_mesage_size = 1\n", "smtp.max_mesage_size", 2, 6, "unknown key smtp.max_mesage_size"},
+		{"dotted with spaces", "smtp . max_mesage_size = 1\n", "smtp.max_mesage_size", 1, 8, "unknown key"},
+		{"unknown table", "[smtpp]\nmax_recipients = 1\n", "smtpp", 1, 2, "unknown key smtpp (did you mean smtp?)"},
+		{"unknown nested table", "[smtp.limits]\nx = 1\n", "smtp.limits", 1, 7, "unknown key smtp.limits"},
+		{"unknown array of tables", "\n[[relay]]\nhost = \"x\"\n", "relay", 2, 3, "unknown key relay"},
+		{"inline table", "listen = { smtp = \"127.0.0.1:25\", smpt = \"x\" }\n", "listen.smpt", 1, 35, "unknown key listen.smpt (did you mean smtp?)"},
+		{"nested inline table", "[outbound]\nx = { y = 1 }\n", "outbound.x", 2, 1, "unknown key outbound.x"},
+		{"quoted key", "[log]\n\"lev el\" = \"info\"\n", `log."lev el"`, 2, 1, `unknown key log."lev el"`},
+		{"quoted key with escape", "[log]\n\"le\\u0076el\" = \"info\"\n\"x\\ty\" = 1\n", `log."x\ty"`, 3, 1, "unknown key"},
+		{"after multi-line string", "[tls]\ncert_file = \"\"\"\nnot_a_key = 1\n\"\"\"\nbogus = 1\n", "tls.bogus", 5, 1, "unknown key tls.bogus"},
+		{"after multi-line array", "[outbound]\nsource_ips = [\n  \"192.0.2.1\", # x = 1\n  \"192.0.2.2\",\n]\nsource_ip = []\n", "outbound.source_ip", 6, 1, "did you mean source_ips?"},
+		{"after literal strings", "data_dir = '/x'\n[tls]\nkey_file = '''\n[bogus]\n'''\nacme = \"\"\n", "tls.acme", 6, 1, "unknown key tls.acme"},
+		{"table header after table", "[log]\n[log.sub]\n", "log.sub", 2, 6, "unknown key log.sub"},
+		{"no suggestion for distant names", "zzzzzzzz = 1\n", "zzzzzzzz", 1, 1, "unknown key zzzzzzzz"},
+	})
+}
+
+func TestTypeErrors(t *testing.T) {
+	runErrorCases(t, []errorCase{
+		{"string for integer", "[outbound]\nremote_port = \"x\"\n", "outbound.remote_port", 2, 1, "outbound.remote_port: expected an integer, found a string"},
+		{"integer for string", "hostname = 5\n", "hostname", 1, 1, "expected a string, found an integer"},
+		{"float for integer", "[smtp]\nmax_recipients = 1.5\n", "smtp.max_recipients", 2, 1, "found a float"},
+		{"table for string", "hostname.x = \"y\"\n", "hostname", 1, 1, "hostname: expected a string, found a table"},
+		{"value for table", "listen = \"0.0.0.0:25\"\n", "listen", 1, 1, "listen: expected a table, found a string"},
+		{"array of tables for table", "[[smtp]]\n", "smtp", 1, 3, "found an array of tables"},
+		{"string for array", "[outbound]\nsource_ips = \"192.0.2.1\"\n", "outbound.source_ips", 2, 1, "expected an array, found a string"},
+		{"wrong array element", "[outbound]\nsource_ips = [\"192.0.2.1\", 2]\n", "outbound.source_ips", 2, 1, "element 2: expected a string, found an integer"},
+		{"integer for duration", "[smtp]\ncommand_timeout = 300\n", "smtp.command_timeout", 2, 1, "expected a duration string"},
+		{"bad duration", "[imap]\n  idle_timeout = \"30 minutes\"\n", "imap.idle_timeout", 2, 3, `invalid duration "30 minutes"`},
+		{"date for string", "data_dir = 1979-05-27\n", "data_dir", 1, 1, "found a date/time"},
+		{"boolean for string", "[log]\nlevel = true\n", "log.level", 2, 1, "found a boolean"},
+	})
+}
+
+func TestSyntaxErrors(t *testing.T) {
+	runErrorCases(t, []errorCase{
+		{"missing value", "hostname = \"a.example\"\ndata_dir =\n", "", 2, 11, "syntax error: expected value"},
+		{"unterminated string", "\n\nhostname = \"abc\n", "", 3, 0, "syntax error"},
+		{"duplicate key", "[log]\nlevel = \"info\"\nlevel = \"debug\"\n", "", 3, 1, "already been defined"},
+		{"duplicate table", "[log]\n[log]\n", "", 2, 2, "already been defined"},
+		{"garbage after value", "[smtp]\nmax_recipients = 1 2\n", "", 2, 19, "syntax error"},
+		{"unclosed array", "[outbound]\nsource_ips = [\n\"192.0.2.1\"\n", "", 3, 12, "syntax error"},
+		{"unclosed header", "[smtp\n", "", 1, 6, "syntax error"},
+	})
+}
+
+func TestValidationErrors(t *testing.T) {
+	runErrorCases(t, []errorCase{
+		{"hostname with underscore", "hostname = \"mail_1.example.com\"\n", "hostname", 1, 1, `hostname = "mail_1.example.com": label "mail_1" contains "_"`},
+		{"hostname trailing dot", "hostname = \"mail.example.com.\"\n", "hostname", 1, 1, "without the trailing dot"},
+		{"hostname is an IP", "hostname = \"192.0.2.1\"\n", "hostname", 1, 1, "an IP address, not a domain name"},
+		{"hostname empty label", "hostname = \"mail..example.com\"\n", "hostname", 1, 1, "empty label"},
+		{"hostname hyphen", "hostname = \"-mail.example.com\"\n", "hostname", 1, 1, "starts or ends with a hyphen"},
+		{"hostname label too long", "hostname = \"" + strings.Repeat("a", 64) + ".example\"\n", "hostname", 1, 1, "longer than 63"},
+		{"empty data_dir", "data_dir = \"\"\n", "data_dir", 1, 1, "data_dir must not be empty"},
+		{"listen without port", "[listen]\nsmtp = \"0.0.0.0\"\n", "listen.smtp", 2, 1, `listen.smtp = "0.0.0.0": not a host:port address; use HOST:PORT`},
+		{"listen named port", "[listen]\nimap = \"0.0.0.0:imap\"\n", "listen.imap", 2, 1, `port "imap" is not a number`},
+		{"listen port range", "[listen]\nhttps = \"0.0.0.0:70000\"\n", "listen.https", 2, 1, "port 70000 is out of range"},
+		{"listen bad host", "[listen]\nhttp = \"bad host:80\"\n", "listen.http", 2, 1, `host "bad host"`},
+		{"listen duplicate", "[listen]\nsmtp = \"127.0.0.1:2525\"\nsubmission = \"127.0.0.1:2525\"\n", "listen.submission", 3, 1, "already used by listen.smtp"},
+		{"store driver", "[store]\ndriver = \"mysql\"\n", "store.driver", 2, 1, `store.driver = "mysql": unknown driver; allowed: "sqlite", "postgres"`},
+		{"postgres without dsn", "[store]\n\ndriver = \"postgres\"\n", "store.dsn", 3, 1, "store.dsn must be set"},
+		{"postgres with blank dsn", "[store]\ndriver = \"postgres\"\ndsn = \" \"\n", "store.dsn", 3, 1, "store.dsn must be set"},
+		{"resolver without port", "[dns]\nresolver = \"127.0.0.1\"\n", "dns.resolver", 2, 1, "use IP:PORT"},
+		{"resolver host name", "[dns]\nresolver = \"dns.example:53\"\n", "dns.resolver", 2, 1, `"dns.example" is not an IP address`},
+		{"resolver port zero", "[dns]\nresolver = \"[::1]:0\"\n", "dns.resolver", 2, 1, "port 0 is out of range"},
+		{"source ip", "[outbound]\nsource_ips = [\"192.0.2.1\", \"mail.example\"]\n", "outbound.source_ips", 2, 1, `"mail.example" is not an IP address`},
+		{"source ip twice", "[outbound]\nsource_ips = [\"192.0.2.1\", \"::ffff:192.0.2.1\"]\n", "outbound.source_ips", 2, 1, "listed twice"},
+		{"remote port zero", "[outbound]\nremote_port = 0\n", "outbound.remote_port", 2, 1, "outbound.remote_port = 0: out of range; allowed 1 to 65535"},
+		{"remote port high", "[outbound]\nremote_port = 65536\n", "outbound.remote_port", 2, 1, "allowed 1 to 65535"},
+		{"relay without port", "[outbound]\nrelay = \"smtp.example.net\"\n", "outbound.relay", 2, 1, "not a host:port address"},
+		{"relay without host", "[outbound]\nrelay = \":587\"\n", "outbound.relay", 2, 1, "the host is missing"},
+		{"relay bad port", "[outbound]\nrelay = \"smtp.example.net:x\"\n", "outbound.relay", 2, 1, `port "x" is not a number`},
+		{"max message size", "[smtp]\nmax_message_size = 0\n", "smtp.max_message_size", 2, 1, "smtp.max_message_size = 0: must be a positive number"},
+		{"max recipients", "[smtp]\nmax_recipients = -1\n", "smtp.max_recipients", 2, 1, "must be a positive number"},
+		{"max connections", "[smtp]\nmax_connections = 0\n", "smtp.max_connections", 2, 1, "must be a positive number"},
+		{"max connections per ip", "[smtp]\nmax_connections_per_ip = 0\n", "smtp.max_connections_per_ip", 2, 1, "must be a positive number"},
+		{"imap connections per ip", "[imap]\nmax_connections_per_ip = 0\n", "imap.max_connections_per_ip", 2, 1, "must be a positive number"},
+		{"min free disk", "[smtp]\nmin_free_disk = -1\n", "smtp.min_free_disk", 2, 1, "must be 0 (no check) or a positive number"},
+		{"command timeout", "[smtp]\ncommand_timeout = \"0s\"\n", "smtp.command_timeout", 2, 1, "must be a positive duration"},
+		{"data timeout", "[smtp]\ndata_timeout = \"-1m\"\n", "smtp.data_timeout", 2, 1, "must be a positive duration"},
+		{"idle timeout", "[imap]\nidle_timeout = \"0s\"\n", "imap.idle_timeout", 2, 1, "must be a positive duration"},
+		{"cert without key", "[tls]\ncert_file = \"/c.pem\"\n", "tls.key_file", 2, 1, "tls.key_file is empty but tls.cert_file is set; set both"},
+		{"key without cert", "[tls]\nkey_file = \"/k.pem\"\n", "tls.cert_file", 2, 1, "tls.cert_file is empty but tls.key_file is set"},
+		{"acme and files", "[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\nacme_email = \"a@example.com\"\n", "tls.acme_email", 4, 1, "not both"},
+		{"acme email", "[tls]\nacme_email = \"postmaster\"\n", "tls.acme_email", 2, 1, "not an email address"},
+		{"acme directory", "[tls]\nacme_directory = \"letsencrypt\"\n", "tls.acme_directory", 2, 1, "must be the https:// URL"},
+		{"log level", "[log]\nlevel = \"verbose\"\n", "log.level", 2, 1, `log.level = "verbose": allowed: "debug", "info", "warn", "error"`},
+		{"log format", "log.format = \"xml\"\n", "log.format", 1, 5, `allowed: "text", "json"`},
+	})
+}
+
+func TestValidAddresses(t *testing.T) {
+	tests := []string{
+		"[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\n",
+		"[listen]\nsmtp = \"[::]:25\"\nimap = \"localhost:143\"\nhttp = \":80\"\n",
+		"[dns]\nresolver = \"[2001:db8::53]:53\"\n",
+		"[outbound]\nrelay = \"[2001:db8::25]:25\"\nsource_ips = [\"::1\", \"127.0.0.1\"]\n",
+		"hostname = \"localhost\"\n",
+		"hostname = \"xn--bcher-kva.example\"\n",
+		"hostname = \"1mail.example.com\"\n",
+		"[tls]\nacme_email = \"ops@example.com\"\nacme_directory = \"https://localhost:14000/dir\"\n",
+	}
+	for _, text := range tests {
+		if _, err := Parse([]byte(text)); err != nil {
+			t.Errorf("Parse(%q): %v", text, err)
+		}
+	}
+}
+
+func TestSeveralErrorsInFileOrder(t *testing.T) {
+	text := "[smtp]\nmax_recipients = 0\n[log]\nlevel = \"loud\"\n[store]\ndriver = \"postgres\"\n"
+	_, err := Load(writeFile(t, text))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{":2:1: smtp.max_recipients", ":4:1: log.level", ":6:1: store.dsn"}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], "repute.toml"+w) {
+			t.Errorf("error %d = %q, want it to contain %q", i, lines[i], w)
+		}
+	}
+
+	// Schema problems are all reported, and stop validation.
+	_, err = Parse([]byte("a = 1\n[smtp]\nb = 2\nmax_recipients = 0\n"))
+	if err == nil || strings.Count(err.Error(), "unknown key") != 2 || strings.Contains(err.Error(), "positive") {
+		t.Errorf("got %v, want exactly the two unknown keys", err)
+	}
+}
+
+func TestLoadNamesFile(t *testing.T) {
+	path := writeFile(t, "[smtp]\n  max_mesage_size = 1\n")
+	_, err := Load(path)
+	want := path + ":2:3: unknown key smtp.max_mesage_size"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want prefix %q", err, want)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.File != path {
+		t.Errorf("error %#v does not carry the file name", err)
+	}
+
+	missing := filepath.Join(t.TempDir(), "absent.toml")
+	_, err = Load(missing)
+	if err == nil || !strings.Contains(err.Error(), missing) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v, want a not-exist error naming %s", err, missing)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		err  Error
+		want string
+	}{
+		{Error{File: "repute.toml", Line: 12, Column: 3, Msg: "unknown key x"}, "repute.toml:12:3: unknown key x"},
+		{Error{File: "repute.toml", Line: 12, Msg: "m"}, "repute.toml:12: m"},
+		{Error{File: "repute.toml", Msg: "m"}, "repute.toml: m"},
+		{Error{Line: 4, Column: 2, Msg: "m"}, "line 4, column 2: m"},
+		{Error{Line: 4, Msg: "m"}, "line 4: m"},
+		{Error{Msg: "m"}, "m"},
+	}
+	for _, tt := range tests {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	c := Default()
+	c.Hostname = "mail.example.com"
+	if err := c.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	c.Log.Level = "x"
+	c.Store.Driver = "x"
+	err := c.Validate()
+	var e *Error
+	if err == nil || !errors.As(err, &e) || e.Key != "store.driver" || e.Line != 0 {
+		t.Errorf("got %v, want joined *Errors without positions", err)
+	}
+	if !strings.Contains(err.Error(), "log.level") {
+		t.Errorf("%v does not mention log.level", err)
+	}
+}
+
+func TestFillDefaults(t *testing.T) {
+	tests := []struct {
+		name     string
+		set      string
+		system   string
+		sysErr   error
+		want     string
+		errorHas string
+	}{
+		{name: "kept", set: "mx.example.org", system: "box", want: "mx.example.org"},
+		{name: "from system", system: "Mail.Example.COM", want: "mail.example.com"},
+		{name: "trailing dot", system: "mail.example.com.", want: "mail.example.com"},
+		{name: "short name", system: "box", errorHas: `system host name "box" is not a fully qualified domain name`},
+		{name: "invalid name", system: "my_box.lan", errorHas: "not a fully qualified domain name"},
+		{name: "unknown", sysErr: errors.New("uname failed"), errorHas: "uname failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Hostname = tt.set
+			err := c.fillDefaults(func() (string, error) { return tt.system, tt.sysErr })
+			if tt.errorHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errorHas) || !strings.Contains(err.Error(), "set hostname") {
+					t.Fatalf("got %v, want an error containing %q and advice", err, tt.errorHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Hostname != tt.want {
+				t.Errorf("Hostname = %q, want %q", c.Hostname, tt.want)
+			}
+		})
+	}
+}
+
+func TestPaths(t *testing.T) {
+	c := Config{DataDir: "/var/lib/repute"}
+	for got, want := range map[string]string{
+		c.DBPath():        "/var/lib/repute/repute.db",
+		c.EventsLogPath(): "/var/lib/repute/events.log",
+		c.TLSDir():        "/var/lib/repute/tls",
+	} {
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
+
+func TestDefaultPath(t *testing.T) {
+	t.Setenv("REPUTE_CONFIG", "")
+	if got := DefaultPath(); got != "/etc/repute/repute.toml" {
+		t.Errorf("without $REPUTE_CONFIG: %q", got)
+	}
+	t.Setenv("REPUTE_CONFIG", "/tmp/r.toml")
+	if got := DefaultPath(); got != "/tmp/r.toml" {
+		t.Errorf("with $REPUTE_CONFIG: %q", got)
+	}
+}
+
+func TestScanKeys(t *testing.T) {
+	text := "# c\n" +
+		"a = \"x # not a comment\" # comment\n" +
+		"b.'c d'.e = [ 1, [2, 3], { f = 1 } ]\n" +
+		"m = \"\"\"\nfake = 1\n\\\"\"\" still string\n\"\"\"\n" +
+		"[t . \"u\\\"v\"]\n" +
+		"\tw = { x = { y = 2 }, z = 1979-05-27 07:32:00Z }\n" +
+		"[[arr]]\n" +
+		"k = '''\n[fake]'''''\n" +
+		"[[arr]]\n" +
+		"k = 2\n"
+	data := []byte(text)
+	got := scanKeys(data, newLineIndex(data))
+	want := keyPositions{
+		"a":              {2, 1},
+		"b":              {3, 1},
+		`b."c d"`:        {3, 3},
+		`b."c d".e`:      {3, 9},
+		`b."c d".e.f`:    {3, 28},
+		"m":              {4, 1},
+		"t":              {8, 2},
+		`t."u\"v"`:       {8, 6},
+		`t."u\"v".w`:     {9, 2},
+		`t."u\"v".w.x`:   {9, 8},
+		`t."u\"v".w.x.y`: {9, 14},
+		`t."u\"v".w.z`:   {9, 23},
+		"arr":            {10, 3},
+		"arr.k":          {11, 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+	// The scanner must agree with the TOML library about which keys exist.
+	var raw map[string]any
+	md, err := toml.Decode(text, &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range md.Keys() {
+		if _, ok := got[k.String()]; !ok {
+			t.Errorf("key %s has no position", k)
+		}
+	}
+}
+
+func TestLineIndex(t *testing.T) {
+	l := newLineIndex([]byte("ab\n\ncd\n"))
+	tests := []struct{ off, line, col int }{{0, 1, 1}, {1, 1, 2}, {2, 1, 3}, {3, 2, 1}, {4, 3, 1}, {6, 3, 3}, {7, 4, 1}}
+	for _, tt := range tests {
+		if line, col := l.position(tt.off); line != tt.line || col != tt.col {
+			t.Errorf("position(%d) = %d:%d, want %d:%d", tt.off, line, col, tt.line, tt.col)
+		}
+		if col := l.column(tt.line, tt.off); col != tt.col {
+			t.Errorf("column(%d, %d) = %d, want %d", tt.line, tt.off, col, tt.col)
+		}
+	}
+	if col := l.column(1, 3); col != 0 {
+		t.Errorf("column of an offset on another line = %d, want 0", col)
+	}
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "repute.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
