@@ -1,0 +1,416 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	testDomain   = "a.test"
+	testHostname = "mx.a.test"
+	remoteDomain = "remote.test"
+
+	startTimeout = 30 * time.Second // until every listener accepts connections
+	stopTimeout  = 40 * time.Second // graceful drain after SIGTERM (the server allows itself 30 s)
+	cliTimeout   = 60 * time.Second
+)
+
+// defaultUsers are created in every test server (local parts of testDomain).
+var defaultUsers = []string{"alice", "bob", "carol", "dave"}
+
+func address(local string) string { return local + "@" + testDomain }
+
+// password is the password the harness gives a test user.
+func password(local string) string { return "Secret-" + local + "-42" }
+
+// portSet holds one port per mail listener.
+type portSet struct{ SMTP, Submission, Submissions, IMAP, IMAPS int }
+
+var (
+	standardPorts = portSet{25, 587, 465, 143, 993}
+	highPorts     = portSet{2525, 2587, 2465, 2143, 2993}
+)
+
+func (p portSet) list() []int { return []int{p.SMTP, p.Submission, p.Submissions, p.IMAP, p.IMAPS} }
+
+var ipAlloc struct {
+	sync.Mutex
+	next       int
+	unprivOnly bool // binding a port below 1024 failed with EACCES
+}
+
+// allocIP returns a loopback address of its own for one test (127.0.0.2, 127.0.0.3, …;
+// all of 127/8 routes to lo on Linux without configuration) and the ports to use on it:
+// the standard mail ports when they can be bound, high ports otherwise. An address on
+// which any of the ports is taken (another process on this machine) is passed over.
+func allocIP(t *testing.T) (string, portSet) {
+	t.Helper()
+	ipAlloc.Lock()
+	defer ipAlloc.Unlock()
+	if ipAlloc.next == 0 {
+		ipAlloc.next = 2
+		ipAlloc.unprivOnly = os.Geteuid() != 0
+	}
+	for ; ipAlloc.next < 200; ipAlloc.next++ {
+		ip := "127.0.0." + strconv.Itoa(ipAlloc.next)
+		ports := standardPorts
+		if ipAlloc.unprivOnly {
+			ports = highPorts
+		}
+		err := probePorts(ip, ports)
+		if errors.Is(err, syscall.EACCES) && !ipAlloc.unprivOnly {
+			ipAlloc.unprivOnly = true
+			ports = highPorts
+			err = probePorts(ip, ports)
+		}
+		if err == nil {
+			ipAlloc.next++
+			return ip, ports
+		}
+		t.Logf("skipping %s: %v", ip, err)
+	}
+	t.Fatal("no free loopback address in 127.0.0.2-127.0.0.199")
+	return "", portSet{}
+}
+
+func probePorts(ip string, ports portSet) error {
+	for _, p := range ports.list() {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		if err != nil {
+			return err
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// serverOptions are the per-test settings written into the config file.
+type serverOptions struct {
+	MaxRecipients       int   // smtp.max_recipients (default 100)
+	MaxMessageSize      int64 // smtp.max_message_size (default 10 MiB)
+	MaxConnectionsPerIP int   // smtp and imap max_connections_per_ip (default 50)
+}
+
+// server is one `repute serve` process with its own config, data directory and address.
+type server struct {
+	t       *testing.T
+	dir     string // everything of this server lives here
+	cfgPath string
+	dataDir string
+	logPath string
+	ip      string
+	ports   portSet
+	opts    serverOptions
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the running process has exited
+	waitErr error
+	starts  int
+}
+
+// newServer writes a config for a fresh server and creates testDomain and defaultUsers
+// through the CLI. It does not start the server.
+func newServer(t *testing.T, opts serverOptions) *server {
+	t.Helper()
+	needBinary(t)
+	if opts.MaxRecipients == 0 {
+		opts.MaxRecipients = 100
+	}
+	if opts.MaxMessageSize == 0 {
+		opts.MaxMessageSize = 10 << 20
+	}
+	if opts.MaxConnectionsPerIP == 0 {
+		opts.MaxConnectionsPerIP = 50
+	}
+	ip, ports := allocIP(t)
+	s := &server{t: t, dir: tempDir(t), ip: ip, ports: ports, opts: opts}
+	s.cfgPath = filepath.Join(s.dir, "repute.toml")
+	s.dataDir = filepath.Join(s.dir, "data")
+	s.logPath = filepath.Join(s.dir, "serve.log")
+	if err := os.WriteFile(s.cfgPath, []byte(s.config()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.cleanup)
+
+	s.mustCLI("", "domain", "add", testDomain)
+	for _, u := range defaultUsers {
+		s.mustCLI(password(u)+"\n", "user", "add", address(u), "--password-stdin")
+	}
+	return s
+}
+
+// startServer is newServer followed by start.
+func startServer(t *testing.T, opts serverOptions) *server {
+	s := newServer(t, opts)
+	s.start()
+	return s
+}
+
+// tempDir is t.TempDir, or a kept directory when REPUTE_E2E_KEEP is set.
+func tempDir(t *testing.T) string {
+	if os.Getenv("REPUTE_E2E_KEEP") == "" {
+		return t.TempDir()
+	}
+	d, err := os.MkdirTemp("", "repute-e2e-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("keeping %s", d)
+	return d
+}
+
+func (s *server) config() string {
+	o := s.opts
+	return fmt.Sprintf(`# written by the end-to-end harness for %s
+hostname = %q
+data_dir = %q
+
+[listen]
+smtp = %q
+submission = %q
+submissions = %q
+imap = %q
+imaps = %q
+http = ""
+https = ""
+
+[dns]
+resolver = %q
+
+[smtp]
+max_message_size = %d
+max_recipients = %d
+max_connections_per_ip = %d
+command_timeout = "5m"
+
+[imap]
+max_connections_per_ip = %d
+`, s.t.Name(), testHostname, s.dataDir,
+		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(),
+		dnsAddr, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, o.MaxConnectionsPerIP)
+}
+
+func (s *server) hostport(port int) string { return net.JoinHostPort(s.ip, strconv.Itoa(port)) }
+
+// Listener addresses.
+func (s *server) SMTP() string        { return s.hostport(s.ports.SMTP) }
+func (s *server) Submission() string  { return s.hostport(s.ports.Submission) }
+func (s *server) Submissions() string { return s.hostport(s.ports.Submissions) }
+func (s *server) IMAP() string        { return s.hostport(s.ports.IMAP) }
+func (s *server) IMAPS() string       { return s.hostport(s.ports.IMAPS) }
+
+func (s *server) listeners() []string {
+	return []string{s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS()}
+}
+
+// cli runs `repute ARGS... --config FILE` with stdin and returns its combined output.
+func (s *server) cli(stdin string, args ...string) (string, error) {
+	args = append(args, "--config", s.cfgPath)
+	return runRepute(s.dir, stdin, args...)
+}
+
+func (s *server) mustCLI(stdin string, args ...string) string {
+	s.t.Helper()
+	out, err := s.cli(stdin, args...)
+	if err != nil {
+		s.t.Fatalf("repute %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runRepute runs the binary in dir and returns stdout and stderr together.
+func runRepute(dir, stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, reputeBin, args...)
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// start runs `repute serve` and waits until every listener accepts connections.
+func (s *server) start() {
+	s.t.Helper()
+	s.mu.Lock()
+	if s.cmd != nil {
+		s.mu.Unlock()
+		s.t.Fatal("server already running")
+	}
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.mu.Unlock()
+		s.t.Fatal(err)
+	}
+	s.starts++
+	fmt.Fprintf(logf, "=== harness: start #%d at %s\n", s.starts, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(reputeBin, "serve", "--config", s.cfgPath)
+	cmd.Dir = s.dir
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		s.mu.Unlock()
+		s.t.Fatalf("start repute serve: %v", err)
+	}
+	exited := make(chan struct{})
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(startTimeout)
+	for _, addr := range s.listeners() {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-exited:
+				s.t.Fatalf("repute serve exited during start-up (%v); log:\n%s", s.exitErr(), s.logTail())
+			default:
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("repute serve: %s not accepting connections after %v: %v", addr, startTimeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func (s *server) exitErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitErr
+}
+
+// pid is the running server's process id.
+func (s *server) pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatal("server not running")
+	}
+	return s.cmd.Process.Pid
+}
+
+// stop sends SIGTERM and waits for a graceful exit; the test fails if the server needs
+// SIGKILL or exits with an error.
+func (s *server) stop() {
+	s.t.Helper()
+	if err := s.signalAndWait(syscall.SIGTERM, stopTimeout); err != nil {
+		s.t.Errorf("graceful stop: %v", err)
+	}
+}
+
+// kill sends SIGKILL (a crash) and waits for the process to be gone.
+func (s *server) kill() {
+	s.t.Helper()
+	_ = s.signalAndWait(syscall.SIGKILL, 10*time.Second)
+}
+
+// restart stops the server gracefully and starts it again on the same data directory.
+func (s *server) restart() {
+	s.t.Helper()
+	s.stop()
+	s.start()
+}
+
+// signalAndWait delivers sig to the server's PID and waits up to timeout for it to exit,
+// killing it if it does not. It reports how the process ended.
+func (s *server) signalAndWait(sig syscall.Signal, timeout time.Duration) error {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	defer func() {
+		s.mu.Lock()
+		s.cmd, s.exited = nil, nil
+		s.mu.Unlock()
+	}()
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("pid %d still running %v after %v: killed", cmd.Process.Pid, timeout, sig)
+	}
+	if sig == syscall.SIGKILL {
+		return nil
+	}
+	if err := s.exitErr(); err != nil {
+		return fmt.Errorf("pid %d exited after %v with %v", cmd.Process.Pid, sig, err)
+	}
+	return nil
+}
+
+// cleanup stops a still running server and prints its log if the test failed.
+func (s *server) cleanup() {
+	if err := s.signalAndWait(syscall.SIGTERM, stopTimeout); err != nil {
+		s.t.Logf("cleanup: %v", err)
+	}
+	if s.t.Failed() {
+		s.t.Logf("repute serve log (%s):\n%s", s.logPath, s.logTail())
+	}
+}
+
+// logTail returns the end of the server's log.
+func (s *server) logTail() string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	const max = 64 << 10
+	if len(b) > max {
+		b = append([]byte("…\n"), b[len(b)-max:]...)
+	}
+	return string(b)
+}
+
+// certPath is the self-signed certificate the server generates without tls.cert_file.
+func (s *server) certPath() string {
+	return filepath.Join(s.dataDir, "tls", "selfsigned-cert.pem")
+}
+
+// tlsConfig trusts the server's self-signed certificate for its hostname.
+func (s *server) tlsConfig(t *testing.T) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(s.certPath())
+	if err != nil {
+		t.Fatalf("self-signed certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s: no PEM certificate", s.certPath())
+	}
+	return &tls.Config{RootCAs: pool, ServerName: testHostname}
+}
