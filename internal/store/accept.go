@@ -11,16 +11,14 @@ import (
 
 // CreateMailboxTx creates a mailbox for a user inside a write transaction and returns its
 // id. UIDVALIDITY (RFC 9051 §2.3.1.1) is the current time in seconds, or one more than the
-// highest value ever handed out if that is larger, so a mailbox deleted and created again
-// under the same name never reuses a UIDVALIDITY.
+// last value ever handed out if that is larger, so a mailbox deleted and created again under
+// the same name never reuses a UIDVALIDITY.
 func CreateMailboxTx(tx *sql.Tx, userID int64, name, specialUse string) (int64, error) {
-	var maxv int64
-	if err := tx.QueryRow(`SELECT COALESCE(MAX(uidvalidity), 0) FROM mailboxes`).Scan(&maxv); err != nil {
-		return 0, err
-	}
-	v := time.Now().Unix()
-	if v <= maxv {
-		v = maxv + 1
+	var v int64
+	err := tx.QueryRow(`UPDATE uidvalidity SET last = MAX(last + 1, ?) WHERE id = 1 RETURNING last`,
+		time.Now().Unix()&0xffffffff).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("assign uidvalidity: %w", err)
 	}
 	res, err := tx.Exec(`INSERT INTO mailboxes (user_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)`,
 		userID, name, specialUse, v&0xffffffff)
@@ -100,20 +98,32 @@ func (db *DB) Accept(ctx context.Context, d *Delivery) ([]Stored, error) {
 	var stored []Stored
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		stored = stored[:0]
-		blob, err := InsertBlobTx(tx, d.Body)
+		res, err := db.wstmt(tx, qInsertBlob).Exec(len(d.Body), d.Body)
+		if err != nil {
+			return fmt.Errorf("store body: %w", err)
+		}
+		blob, err := res.LastInsertId()
 		if err != nil {
 			return err
 		}
+		flags := ""
 		for _, t := range d.Local {
-			mbox, err := deliveryMailbox(tx, t.UserID, t.Mailbox)
+			mbox, err := db.deliveryMailbox(tx, t.UserID, t.Mailbox)
 			if err != nil {
 				return err
 			}
-			uid, err := AppendMessageTx(tx, mbox, blob, int64(len(d.Body)), t.Flags, d.Received)
-			if err != nil {
-				return err
+			var uid int64
+			if err := db.wstmt(tx, qNextUID).QueryRow(mbox).Scan(&uid); err != nil {
+				return fmt.Errorf("assign uid: %w", err)
 			}
-			stored = append(stored, Stored{UserID: t.UserID, MailboxID: mbox, UID: uid})
+			if uid > 0xffffffff {
+				return fmt.Errorf("mailbox %d: UIDs exhausted", mbox)
+			}
+			flags = strings.Join(t.Flags, " ")
+			if _, err := db.wstmt(tx, qInsertMsg).Exec(mbox, uid, blob, flags, d.Received.Unix(), len(d.Body)); err != nil {
+				return fmt.Errorf("insert message: %w", err)
+			}
+			stored = append(stored, Stored{UserID: t.UserID, MailboxID: mbox, UID: uint32(uid)})
 		}
 		for _, rcpt := range d.Remote {
 			domain := rcpt[strings.LastIndexByte(rcpt, '@')+1:]
@@ -121,9 +131,8 @@ func (db *DB) Accept(ctx context.Context, d *Delivery) ([]Stored, error) {
 			if d.UserID != 0 {
 				user = d.UserID
 			}
-			_, err := tx.Exec(`INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-				blob, d.MsgID, d.From, rcpt, strings.ToLower(domain), user, d.Received.Unix(), d.Received.Unix())
+			_, err := db.wstmt(tx, qInsertQueue).Exec(blob, d.MsgID, d.From, rcpt, strings.ToLower(domain), user,
+				d.Received.Unix(), d.Received.Unix())
 			if err != nil {
 				return fmt.Errorf("queue %s: %w", rcpt, err)
 			}
@@ -136,10 +145,10 @@ func (db *DB) Accept(ctx context.Context, d *Delivery) ([]Stored, error) {
 	return stored, nil
 }
 
-func deliveryMailbox(tx *sql.Tx, userID int64, name string) (int64, error) {
+func (db *DB) deliveryMailbox(tx *sql.Tx, userID int64, name string) (int64, error) {
 	var id int64
 	if name != "" && name != "INBOX" {
-		err := tx.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`, userID, name).Scan(&id)
+		err := db.wstmt(tx, qMailboxNamed).QueryRow(userID, name).Scan(&id)
 		if err == nil {
 			return id, nil
 		}
@@ -147,7 +156,7 @@ func deliveryMailbox(tx *sql.Tx, userID int64, name string) (int64, error) {
 			return 0, err
 		}
 	}
-	err := tx.QueryRow(`SELECT id FROM mailboxes WHERE user_id = ? AND name = 'INBOX'`, userID).Scan(&id)
+	err := db.wstmt(tx, qMailboxNamed).QueryRow(userID, "INBOX").Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The INBOX cannot be deleted over IMAP, but be robust: recreate it.
 		return CreateMailboxTx(tx, userID, "INBOX", "")

@@ -109,7 +109,7 @@ func (db *DB) DelDomain(ctx context.Context, name string) error {
 // IsLocalDomain reports whether domain (normalized) is one of ours.
 func (db *DB) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
 	var one int
-	err := db.rdb.QueryRowContext(ctx, `SELECT 1 FROM domains WHERE name = ?`, domain).Scan(&one)
+	err := db.rstmt(qIsLocalDomain).QueryRowContext(ctx, domain).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -244,8 +244,7 @@ func (db *DB) Authenticate(ctx context.Context, username, pass string) (User, er
 	if a, err := smtp.ParseAddress(username); err == nil {
 		key = a.Key()
 	}
-	err := db.rdb.QueryRowContext(ctx, `SELECT id, address, created, password_hash FROM users WHERE address = ?`, key).
-		Scan(&u.ID, &u.Address, &u.Created, &hash)
+	err := db.rstmt(qLogin).QueryRowContext(ctx, key).Scan(&u.ID, &u.Address, &u.Created, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		password.Verify(dummyHash, pass)
 		return User{}, ErrBadCredentials
@@ -447,7 +446,7 @@ func (db *DB) resolve(ctx context.Context, key string, depth int, seen map[strin
 
 func (db *DB) resolveExact(ctx context.Context, key string, depth int, seen map[string]bool, out *[]Target) (bool, error) {
 	var id int64
-	err := db.rdb.QueryRowContext(ctx, `SELECT id FROM users WHERE address = ?`, key).Scan(&id)
+	err := db.rstmt(qUserID).QueryRowContext(ctx, key).Scan(&id)
 	if err == nil {
 		for _, t := range *out {
 			if t.UserID == id {
@@ -464,7 +463,7 @@ func (db *DB) resolveExact(ctx context.Context, key string, depth int, seen map[
 }
 
 func (db *DB) resolveAlias(ctx context.Context, key string, depth int, seen map[string]bool, out *[]Target) (bool, error) {
-	rows, err := db.rdb.QueryContext(ctx, `SELECT target FROM aliases WHERE address = ?`, key)
+	rows, err := db.rstmt(qAliasTargets).QueryContext(ctx, key)
 	if err != nil {
 		return false, fmt.Errorf("look up alias: %w", err)
 	}

@@ -45,6 +45,14 @@ CREATE TABLE blobs (
 	data BLOB NOT NULL
 );
 
+-- The last UIDVALIDITY handed out, so that a mailbox deleted and created again never gets
+-- a value a client may have cached (RFC 9051 §2.3.1.1), even within the same second.
+CREATE TABLE uidvalidity (
+	id   INTEGER PRIMARY KEY CHECK (id = 1),
+	last INTEGER NOT NULL
+);
+INSERT INTO uidvalidity (id, last) VALUES (1, 0);
+
 CREATE TABLE mailboxes (
 	id          INTEGER PRIMARY KEY,
 	user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,

@@ -72,6 +72,8 @@ type DB struct {
 	closed chan struct{}
 	once   sync.Once
 	max    int
+	wst    map[string]*sql.Stmt // prepared on the writer's connection
+	rst    map[string]*sql.Stmt // prepared on the read pool
 }
 
 type writeReq struct {
@@ -140,6 +142,14 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	db.rdb.SetMaxOpenConns(8)
 	db.rdb.SetMaxIdleConns(8)
+	if db.wst, err = prepareAll(ctx, db.wdb, writeQueries); err == nil {
+		db.rst, err = prepareAll(ctx, db.rdb, readQueries)
+	}
+	if err != nil {
+		db.rdb.Close()
+		db.wdb.Close()
+		return nil, err
+	}
 	go db.writer()
 	return db, nil
 }
@@ -148,6 +158,12 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 func (db *DB) Close() error {
 	db.once.Do(func() { close(db.done) })
 	<-db.closed
+	for _, st := range db.wst {
+		st.Close()
+	}
+	for _, st := range db.rst {
+		st.Close()
+	}
 	err := db.rdb.Close()
 	if werr := db.wdb.Close(); err == nil {
 		err = werr
@@ -231,7 +247,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 			errs[i] = err
 			continue
 		}
-		errs[i] = runOne(tx, r.fn)
+		errs[i] = db.runOne(tx, r.fn)
 		if errs[i] == nil {
 			live++
 		}
@@ -252,8 +268,8 @@ func (db *DB) runBatch(batch []*writeReq) {
 	}
 }
 
-func runOne(tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
-	if _, err := tx.Exec("SAVEPOINT req"); err != nil {
+func (db *DB) runOne(tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
+	if _, err := db.wstmt(tx, qSavepoint).Exec(); err != nil {
 		return classify(fmt.Errorf("store: savepoint: %w", err))
 	}
 	defer func() {
@@ -261,12 +277,12 @@ func runOne(tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
 			err = fmt.Errorf("store: panic in write: %v", p)
 		}
 		if err != nil {
-			tx.Exec("ROLLBACK TO req")
-			tx.Exec("RELEASE req")
+			db.wstmt(tx, qRollbackTo).Exec()
+			db.wstmt(tx, qRelease).Exec()
 			err = classify(err)
 			return
 		}
-		if _, rerr := tx.Exec("RELEASE req"); rerr != nil {
+		if _, rerr := db.wstmt(tx, qRelease).Exec(); rerr != nil {
 			err = classify(fmt.Errorf("store: release: %w", rerr))
 		}
 	}()
