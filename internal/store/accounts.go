@@ -49,7 +49,7 @@ func (db *DB) AddDomain(ctx context.Context, name string) (Domain, error) {
 		return Domain{}, fmt.Errorf("invalid domain %q", name)
 	}
 	d := Domain{Name: n, Created: db.now().Unix()}
-	err = db.Write(ctx, func(tx *sql.Tx) error {
+	err = db.writeAccounts(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`INSERT INTO domains (name, created) VALUES (?, ?)`, d.Name, d.Created)
 		if IsConstraint(err) {
 			return fmt.Errorf("domain %s: %w", n, ErrExists)
@@ -88,7 +88,7 @@ func (db *DB) DelDomain(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("invalid domain %q", name)
 	}
-	return db.Write(ctx, func(tx *sql.Tx) error {
+	return db.writeAccounts(ctx, func(tx *sql.Tx) error {
 		var id int64
 		if err := tx.QueryRow(`SELECT id FROM domains WHERE name = ?`, n).Scan(&id); errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("domain %s: %w", n, ErrNotFound)
@@ -108,15 +108,11 @@ func (db *DB) DelDomain(ctx context.Context, name string) error {
 
 // IsLocalDomain reports whether domain (normalized) is one of ours.
 func (db *DB) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
-	var one int
-	err := db.rstmt(qIsLocalDomain).QueryRowContext(ctx, domain).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
+	d, err := db.dir(ctx)
 	if err != nil {
-		return false, fmt.Errorf("look up domain: %w", err)
+		return false, err
 	}
-	return true, nil
+	return d.domains[domain], nil
 }
 
 func domainID(tx *sql.Tx, domain string) (int64, error) {
@@ -142,7 +138,7 @@ func (db *DB) AddUser(ctx context.Context, address, pass string) (User, error) {
 		return User{}, err
 	}
 	u := User{Address: a.Key(), Created: db.now().Unix()}
-	err = db.Write(ctx, func(tx *sql.Tx) error {
+	err = db.writeAccounts(ctx, func(tx *sql.Tx) error {
 		did, err := domainID(tx, a.Domain)
 		if err != nil {
 			return err
@@ -207,7 +203,7 @@ func (db *DB) DelUser(ctx context.Context, address string) error {
 	if err != nil {
 		return err
 	}
-	return db.Write(ctx, func(tx *sql.Tx) error {
+	return db.writeAccounts(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`DELETE FROM users WHERE id = ?`, u.ID)
 		return err
 	})
@@ -226,7 +222,7 @@ func (db *DB) SetPassword(ctx context.Context, address, pass string) error {
 	if err != nil {
 		return err
 	}
-	return db.Write(ctx, func(tx *sql.Tx) error {
+	return db.writeAccounts(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE users SET password_hash = ? WHERE id = ?`, hash, u.ID)
 		return err
 	})
@@ -282,7 +278,7 @@ func (db *DB) AddAlias(ctx context.Context, address string, targets ...string) e
 		}
 		norm = append(norm, a.Key())
 	}
-	return db.Write(ctx, func(tx *sql.Tx) error {
+	return db.writeAccounts(ctx, func(tx *sql.Tx) error {
 		did, err := domainID(tx, domain)
 		if err != nil {
 			return err
@@ -340,7 +336,7 @@ func (db *DB) DelAlias(ctx context.Context, address string, targets ...string) e
 	if err != nil {
 		return err
 	}
-	return db.Write(ctx, func(tx *sql.Tx) error {
+	return db.writeAccounts(ctx, func(tx *sql.Tx) error {
 		var n int64
 		if len(targets) == 0 {
 			res, err := tx.Exec(`DELETE FROM aliases WHERE address = ?`, key)
@@ -386,55 +382,55 @@ const maxAliasDepth = 10
 // Resolve expands a recipient address into delivery targets. Lookup order, for each address:
 // an exact user, an exact alias, the same two without a "+tag" (plus-addressing), then the
 // domain's catch-all. Alias targets are expanded again (up to 10 levels); the result has no
-// duplicates.
+// duplicates. It reads the in-memory directory, never the database directly.
 func (db *DB) Resolve(ctx context.Context, a smtp.Address) ([]Target, error) {
-	ok, err := db.IsLocalDomain(ctx, a.Domain)
+	d, err := db.dir(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
+	if !d.domains[a.Domain] {
 		return nil, ErrNotLocal
 	}
-	seen := map[string]bool{}
-	var out []Target
-	if err := db.resolve(ctx, a.Key(), 0, seen, &out); err != nil {
+	r := resolver{dir: d, seen: map[string]bool{}}
+	if err := r.resolve(a.Key(), 0); err != nil {
 		return nil, err
 	}
-	if len(out) == 0 {
+	if len(r.out) == 0 {
 		return nil, ErrNoSuchUser
 	}
-	return out, nil
+	return r.out, nil
 }
 
-func (db *DB) resolve(ctx context.Context, key string, depth int, seen map[string]bool, out *[]Target) error {
+type resolver struct {
+	dir  *directory
+	seen map[string]bool
+	out  []Target
+}
+
+func (r *resolver) resolve(key string, depth int) error {
 	if depth > maxAliasDepth {
 		return fmt.Errorf("alias expansion of %s deeper than %d levels (a loop?)", key, maxAliasDepth)
 	}
-	if seen[key] {
+	if r.seen[key] {
 		return nil
 	}
-	seen[key] = true
+	r.seen[key] = true
 	at := strings.LastIndexByte(key, '@')
 	local, domain := key[:at], key[at+1:]
-	if depth > 0 { // an alias target may be remote: forward there
-		if isLocal, err := db.IsLocalDomain(ctx, domain); err != nil {
-			return err
-		} else if !isLocal {
-			*out = append(*out, Target{Address: key})
-			return nil
-		}
+	if depth > 0 && !r.dir.domains[domain] { // an alias target may be remote: forward there
+		r.out = append(r.out, Target{Address: key})
+		return nil
 	}
 	candidates := []string{key}
 	if plus := strings.IndexByte(local, '+'); plus > 0 {
 		candidates = append(candidates, local[:plus]+"@"+domain)
 	}
 	for _, c := range candidates {
-		found, err := db.resolveExact(ctx, c, depth, seen, out)
-		if err != nil || found {
+		if found, err := r.exact(c, depth); err != nil || found {
 			return err
 		}
 	}
-	found, err := db.resolveAlias(ctx, "@"+domain, depth, seen, out)
+	found, err := r.alias("@"+domain, depth)
 	if err != nil {
 		return err
 	}
@@ -444,44 +440,23 @@ func (db *DB) resolve(ctx context.Context, key string, depth int, seen map[strin
 	return nil
 }
 
-func (db *DB) resolveExact(ctx context.Context, key string, depth int, seen map[string]bool, out *[]Target) (bool, error) {
-	var id int64
-	err := db.rstmt(qUserID).QueryRowContext(ctx, key).Scan(&id)
-	if err == nil {
-		for _, t := range *out {
+func (r *resolver) exact(key string, depth int) (bool, error) {
+	if id, ok := r.dir.users[key]; ok {
+		for _, t := range r.out {
 			if t.UserID == id {
 				return true, nil
 			}
 		}
-		*out = append(*out, Target{UserID: id, Address: key})
+		r.out = append(r.out, Target{UserID: id, Address: key})
 		return true, nil
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return false, fmt.Errorf("look up user: %w", err)
-	}
-	return db.resolveAlias(ctx, key, depth, seen, out)
+	return r.alias(key, depth)
 }
 
-func (db *DB) resolveAlias(ctx context.Context, key string, depth int, seen map[string]bool, out *[]Target) (bool, error) {
-	rows, err := db.rstmt(qAliasTargets).QueryContext(ctx, key)
-	if err != nil {
-		return false, fmt.Errorf("look up alias: %w", err)
-	}
-	var targets []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			rows.Close()
-			return false, err
-		}
-		targets = append(targets, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return false, err
-	}
+func (r *resolver) alias(key string, depth int) (bool, error) {
+	targets := r.dir.aliases[key]
 	for _, t := range targets {
-		if err := db.resolve(ctx, t, depth+1, seen, out); err != nil {
+		if err := r.resolve(t, depth+1); err != nil {
 			return true, err
 		}
 	}

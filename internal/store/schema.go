@@ -35,6 +35,21 @@ CREATE TABLE aliases (
 	UNIQUE (address, target)
 );
 
+-- accounts_generation changes whenever domains, users or aliases do (also from another
+-- process, such as the admin commands), so that the in-memory directory used to resolve
+-- recipients knows when to reload.
+CREATE TABLE generation (
+	id       INTEGER PRIMARY KEY CHECK (id = 1),
+	accounts INTEGER NOT NULL
+);
+INSERT INTO generation (id, accounts) VALUES (1, 0);
+CREATE TRIGGER domains_gen_i AFTER INSERT ON domains BEGIN UPDATE generation SET accounts = accounts + 1; END;
+CREATE TRIGGER domains_gen_d AFTER DELETE ON domains BEGIN UPDATE generation SET accounts = accounts + 1; END;
+CREATE TRIGGER users_gen_i AFTER INSERT ON users BEGIN UPDATE generation SET accounts = accounts + 1; END;
+CREATE TRIGGER users_gen_d AFTER DELETE ON users BEGIN UPDATE generation SET accounts = accounts + 1; END;
+CREATE TRIGGER aliases_gen_i AFTER INSERT ON aliases BEGIN UPDATE generation SET accounts = accounts + 1; END;
+CREATE TRIGGER aliases_gen_d AFTER DELETE ON aliases BEGIN UPDATE generation SET accounts = accounts + 1; END;
+
 -- Bodies are shared by reference: a message delivered to several local users and queued for
 -- remote ones is stored once. Triggers on messages and queue keep refs and delete a body
 -- when nothing points to it any more.

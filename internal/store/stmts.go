@@ -25,15 +25,13 @@ const (
 	qInsertQueue  = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 
-	qIsLocalDomain = `SELECT 1 FROM domains WHERE name = ?`
-	qUserID        = `SELECT id FROM users WHERE address = ?`
-	qAliasTargets  = `SELECT target FROM aliases WHERE address = ?`
-	qLogin         = `SELECT id, address, created, password_hash FROM users WHERE address = ?`
+	qGeneration = `SELECT accounts FROM generation WHERE id = 1`
+	qLogin      = `SELECT id, address, created, password_hash FROM users WHERE address = ?`
 )
 
 var (
 	writeQueries = []string{qSavepoint, qRelease, qRollbackTo, qInsertBlob, qNextUID, qInsertMsg, qMailboxNamed, qInsertQueue}
-	readQueries  = []string{qIsLocalDomain, qUserID, qAliasTargets, qLogin}
+	readQueries  = []string{qGeneration, qLogin}
 )
 
 func prepareAll(ctx context.Context, db *sql.DB, queries []string) (map[string]*sql.Stmt, error) {

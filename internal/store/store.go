@@ -74,6 +74,8 @@ type DB struct {
 	max    int
 	wst    map[string]*sql.Stmt // prepared on the writer's connection
 	rst    map[string]*sql.Stmt // prepared on the read pool
+
+	dircache dirCache
 }
 
 type writeReq struct {
@@ -88,9 +90,10 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_txlock", "immediate")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_txlock", "immediate") // take the write lock at BEGIN, not at the first write
 	}
 	return "file:" + filepath.ToSlash(path) + "?" + q.Encode()
 }

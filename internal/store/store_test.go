@@ -180,3 +180,33 @@ func TestAcceptSharesBody(t *testing.T) {
 		t.Errorf("orphan body left: %d", blobs)
 	}
 }
+
+// A change made through another connection (another process, such as the admin commands)
+// reaches the directory within its TTL.
+func TestDirectorySeesOtherWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0)
+	server, err := Open(ctx, Options{Path: path, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	server.AddDomain(ctx, "a.test")
+	addr, _ := smtp.ParseAddress("late@a.test")
+	if _, err := server.Resolve(ctx, addr); !errors.Is(err, ErrNoSuchUser) {
+		t.Fatalf("before: %v", err)
+	}
+	admin, err := Open(ctx, Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AddUser(ctx, "late@a.test", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	now = now.Add(2 * directoryTTL)
+	if got, err := server.Resolve(ctx, addr); err != nil || len(got) != 1 {
+		t.Fatalf("after the TTL: %v %v", got, err)
+	}
+}
