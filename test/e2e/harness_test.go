@@ -103,6 +103,7 @@ type serverOptions struct {
 	MaxRecipients       int   // smtp.max_recipients (default 100)
 	MaxMessageSize      int64 // smtp.max_message_size (default 10 MiB)
 	MaxConnectionsPerIP int   // smtp and imap max_connections_per_ip (default 50)
+	MinFreeDisk         int64 // smtp.min_free_disk; 0 = the server's default
 }
 
 // server is one `repute serve` process with its own config, data directory and address.
@@ -197,12 +198,31 @@ max_message_size = %d
 max_recipients = %d
 max_connections_per_ip = %d
 command_timeout = "5m"
-
+%s
 [imap]
 max_connections_per_ip = %d
 `, s.t.Name(), testHostname, s.dataDir,
 		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(),
-		dnsAddr, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, o.MaxConnectionsPerIP)
+		dnsAddr, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk),
+		o.MaxConnectionsPerIP)
+}
+
+func minFreeDisk(n int64) string {
+	switch {
+	case n > 0:
+		return fmt.Sprintf("min_free_disk = %d\n", n)
+	case n < 0:
+		return "min_free_disk = 0\n" // no early check: let the disk really fill up
+	}
+	return ""
+}
+
+// writeConfig rewrites the config file from s.opts (for a restart with other settings).
+func (s *server) writeConfig() {
+	s.t.Helper()
+	if err := os.WriteFile(s.cfgPath, []byte(s.config()), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func (s *server) hostport(port int) string { return net.JoinHostPort(s.ip, strconv.Itoa(port)) }
