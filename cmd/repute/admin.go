@@ -77,21 +77,29 @@ func cmdDomainAdd(e *env, args []string) error {
 }
 
 func cmdDomainList(e *env, args []string) error {
-	if pos, err := parseFlags(stdFlags(e, "domain list", true), args); err != nil || len(pos) != 0 {
+	return listing(e, "domain list", args, (*store.DB).Domains, "DOMAIN\tADDED",
+		func(d store.Domain) string { return d.Name + "\t" + unix(d.Created) })
+}
+
+// listing runs a listing command: load the rows, then print them as JSON (--json) or as
+// a table with the given header and one row per element.
+func listing[T any](e *env, name string, args []string, load func(*store.DB, context.Context) ([]T, error),
+	header string, row func(T) string) error {
+	if pos, err := parseFlags(stdFlags(e, name, true), args); err != nil || len(pos) != 0 {
 		return errUsage
 	}
 	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		ds, err := db.Domains(ctx)
+		rows, err := load(db, ctx)
 		if err != nil {
 			return err
 		}
 		if e.json {
-			return printJSON(e.stdout, nonNil(ds))
+			return printJSON(e.stdout, nonNil(rows))
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DOMAIN\tADDED")
-		for _, d := range ds {
-			fmt.Fprintf(tw, "%s\t%s\n", d.Name, unix(d.Created))
+		fmt.Fprintln(tw, header)
+		for _, r := range rows {
+			fmt.Fprintln(tw, row(r))
 		}
 		return tw.Flush()
 	})
@@ -152,24 +160,8 @@ func cmdUserAdd(e *env, args []string) error {
 }
 
 func cmdUserList(e *env, args []string) error {
-	if pos, err := parseFlags(stdFlags(e, "user list", true), args); err != nil || len(pos) != 0 {
-		return errUsage
-	}
-	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		us, err := db.Users(ctx)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return printJSON(e.stdout, nonNil(us))
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USER\tADDED")
-		for _, u := range us {
-			fmt.Fprintf(tw, "%s\t%s\n", u.Address, unix(u.Created))
-		}
-		return tw.Flush()
-	})
+	return listing(e, "user list", args, (*store.DB).Users, "USER\tADDED",
+		func(u store.User) string { return u.Address + "\t" + unix(u.Created) })
 }
 
 func cmdUserDel(e *env, args []string) error {
@@ -224,24 +216,8 @@ func cmdAliasAdd(e *env, args []string) error {
 }
 
 func cmdAliasList(e *env, args []string) error {
-	if pos, err := parseFlags(stdFlags(e, "alias list", true), args); err != nil || len(pos) != 0 {
-		return errUsage
-	}
-	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		as, err := db.Aliases(ctx)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return printJSON(e.stdout, nonNil(as))
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ALIAS\tTARGET")
-		for _, a := range as {
-			fmt.Fprintf(tw, "%s\t%s\n", a.Address, a.Target)
-		}
-		return tw.Flush()
-	})
+	return listing(e, "alias list", args, (*store.DB).Aliases, "ALIAS\tTARGET",
+		func(a store.Alias) string { return a.Address + "\t" + a.Target })
 }
 
 func cmdAliasDel(e *env, args []string) error {
@@ -259,24 +235,10 @@ func cmdAliasDel(e *env, args []string) error {
 }
 
 func cmdQueueList(e *env, args []string) error {
-	if pos, err := parseFlags(stdFlags(e, "queue list", true), args); err != nil || len(pos) != 0 {
-		return errUsage
-	}
-	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		q, err := db.Queue(ctx)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return printJSON(e.stdout, nonNil(q))
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tMSG\tFROM\tTO\tSIZE\tQUEUED\tSTATE")
-		for _, m := range q {
-			fmt.Fprintf(tw, "%d\t%s\t<%s>\t<%s>\t%d\t%s\t%s\n", m.ID, m.MsgID, m.From, m.Rcpt, m.Size, unix(m.Created), m.State)
-		}
-		return tw.Flush()
-	})
+	return listing(e, "queue list", args, (*store.DB).Queue, "ID\tMSG\tFROM\tTO\tSIZE\tQUEUED\tSTATE",
+		func(m store.QueueEntry) string {
+			return fmt.Sprintf("%d\t%s\t<%s>\t<%s>\t%d\t%s\t%s", m.ID, m.MsgID, m.From, m.Rcpt, m.Size, unix(m.Created), m.State)
+		})
 }
 
 // nonNil makes empty listings print as [] rather than null.

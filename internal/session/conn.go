@@ -426,15 +426,14 @@ func (c *conn) cmdMail(arg string) {
 		c.protocolError(smtp.Errorf(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
 		return
 	}
-	tx := &transaction{seen: map[string]bool{}, received: c.srv.Now()}
-	params := paramsAfterPath(rest)
-	if err := c.mailParams(tx, params); err != nil {
-		c.replyErr(err)
-		return
-	}
-	from, _, err := smtp.ParsePath(rest, true, true)
+	from, params, err := smtp.ParsePath(rest, true, true)
 	if err != nil {
 		c.protocolError(smtp.Wrap(501, "5.1.7", "Bad sender address syntax", err))
+		return
+	}
+	tx := &transaction{seen: map[string]bool{}, received: c.srv.Now()}
+	if err := c.mailParams(tx, params); err != nil {
+		c.replyErr(err)
 		return
 	}
 	if !tx.utf8 && !isASCII(from.Local) {
@@ -454,36 +453,6 @@ func (c *conn) cmdMail(arg string) {
 	}
 	c.tx = tx
 	c.reply(smtp.Errorf(250, "2.1.0", "Sender OK"))
-}
-
-// paramsAfterPath returns the ESMTP parameters that follow the path.
-func paramsAfterPath(s string) string {
-	s = strings.TrimLeft(s, " ")
-	if strings.HasPrefix(s, "<") {
-		if end := closingBracket(s); end >= 0 {
-			return strings.TrimSpace(s[end+1:])
-		}
-		return ""
-	}
-	if sp := strings.IndexByte(s, ' '); sp >= 0 {
-		return strings.TrimSpace(s[sp:])
-	}
-	return ""
-}
-
-func closingBracket(s string) int {
-	quoted := false
-	for i := 1; i < len(s); i++ {
-		switch ch := s[i]; {
-		case quoted && ch == '\\':
-			i++
-		case ch == '"':
-			quoted = !quoted
-		case !quoted && ch == '>':
-			return i
-		}
-	}
-	return -1
 }
 
 func (c *conn) mailParams(tx *transaction, params string) error {
@@ -532,18 +501,18 @@ func (c *conn) cmdRcpt(arg string) {
 		c.protocolError(smtp.Errorf(501, "5.5.4", "Syntax: RCPT TO:<address>"))
 		return
 	}
-	if p := paramsAfterPath(rest); p != "" {
-		c.protocolError(smtp.Errorf(555, "5.5.4", "Unsupported RCPT parameter %s", strings.Fields(p)[0]))
-		return
-	}
-	addr, _, err := smtp.ParsePath(rest, false, true)
+	addr, params, err := smtp.ParsePath(rest, false, true)
 	if err != nil {
-		if a, ok := postmaster(rest, c.srv.Hostname); ok {
-			addr, err = a, nil
-		} else {
+		a, ok := postmaster(rest, c.srv.Hostname)
+		if !ok {
 			c.protocolError(smtp.Wrap(501, "5.1.3", "Bad recipient address syntax", err))
 			return
 		}
+		addr, params = a, ""
+	}
+	if params != "" {
+		c.protocolError(smtp.Errorf(555, "5.5.4", "Unsupported RCPT parameter %s", strings.Fields(params)[0]))
+		return
 	}
 	if !c.tx.utf8 && !isASCII(addr.Local) {
 		c.protocolError(smtp.Errorf(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"))

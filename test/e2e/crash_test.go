@@ -193,6 +193,13 @@ func checkCrashInbox(t *testing.T, s *server, acked map[int]bool) {
 // sendNumbered sends message n ("crash n", Message-ID <crash-n@remote.test>) to alice;
 // a nil error means the server answered 250 to the end of DATA.
 func sendNumbered(c *smtp.Client, n int) error {
+	return sendToAlice(c, fmt.Sprintf("crash %d", n), fmt.Sprintf("crash-%d", n),
+		strings.Repeat(fmt.Sprintf("message %d, a line of filler text to make it look like mail\r\n", n), 20))
+}
+
+// sendToAlice sends one message from load@remote.test to alice over c; a nil error means
+// the server answered 250 to the end of DATA.
+func sendToAlice(c *smtp.Client, subject, msgID, body string) error {
 	from := "load@" + remoteDomain
 	if err := c.Mail(from, nil); err != nil {
 		return err
@@ -204,10 +211,9 @@ func sendNumbered(c *smtp.Client, n int) error {
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: crash %d\r\nMessage-ID: <crash-%d@%s>\r\nDate: %s\r\n\r\n%s",
-		from, address("alice"), n, n, remoteDomain, time.Now().Format(time.RFC1123Z),
-		strings.Repeat(fmt.Sprintf("message %d, a line of filler text to make it look like mail\r\n", n), 20))
-	if _, err := w.Write([]byte(body)); err != nil {
+	msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%s@%s>\r\nDate: %s\r\n\r\n%s",
+		from, address("alice"), subject, msgID, remoteDomain, time.Now().Format(time.RFC1123Z), body)
+	if _, err := w.Write([]byte(msg)); err != nil {
 		w.Close()
 		return err
 	}

@@ -128,25 +128,8 @@ func sendBig(addr string, n int) error {
 	}
 	defer c.Close()
 	c.CommandTimeout, c.SubmissionTimeout = 30*time.Second, 30*time.Second
-	from := "load@" + remoteDomain
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(address("alice"), nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
 	line := fmt.Sprintf("big message %d, filler to take space on the disk...........\r\n", n)
-	body := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: big %d\r\nMessage-ID: <big-%d@%s>\r\n\r\n%s",
-		from, address("alice"), n, n, remoteDomain, strings.Repeat(line, 100_000/len(line)))
-	if _, err := w.Write([]byte(body)); err != nil {
-		w.Close()
-		return err
-	}
-	if err := w.Close(); err != nil {
+	if err := sendToAlice(c, fmt.Sprintf("big %d", n), fmt.Sprintf("big-%d", n), strings.Repeat(line, 100_000/len(line))); err != nil {
 		return err
 	}
 	return c.Quit()
