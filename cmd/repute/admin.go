@@ -135,19 +135,26 @@ func readPassword(e *env, fromStdin bool) (pw string, generated bool, err error)
 	return pw, false, nil
 }
 
-func cmdUserAdd(e *env, args []string) error {
-	fs := stdFlags(e, "user add", false)
+// addressAndPassword parses "ADDRESS [--password-stdin]" and gets the password: from
+// standard input, or generated (then printed after success).
+func addressAndPassword(e *env, name string, args []string) (addr, pw string, generated bool, err error) {
+	fs := stdFlags(e, name, false)
 	stdin := fs.Bool("password-stdin", false, "read the password from standard input")
 	pos, err := parseFlags(fs, args)
 	if err != nil || len(pos) != 1 {
-		return errUsage
+		return "", "", false, errUsage
 	}
-	pw, generated, err := readPassword(e, *stdin)
+	pw, generated, err = readPassword(e, *stdin)
+	return pos[0], pw, generated, err
+}
+
+func cmdUserAdd(e *env, args []string) error {
+	addr, pw, generated, err := addressAndPassword(e, "user add", args)
 	if err != nil {
 		return err
 	}
 	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		u, err := db.AddUser(ctx, pos[0], pw)
+		u, err := db.AddUser(ctx, addr, pw)
 		if err != nil {
 			return err
 		}
@@ -179,21 +186,15 @@ func cmdUserDel(e *env, args []string) error {
 }
 
 func cmdUserPasswd(e *env, args []string) error {
-	fs := stdFlags(e, "user passwd", false)
-	stdin := fs.Bool("password-stdin", false, "read the password from standard input")
-	pos, err := parseFlags(fs, args)
-	if err != nil || len(pos) != 1 {
-		return errUsage
-	}
-	pw, generated, err := readPassword(e, *stdin)
+	addr, pw, generated, err := addressAndPassword(e, "user passwd", args)
 	if err != nil {
 		return err
 	}
 	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		if err := db.SetPassword(ctx, pos[0], pw); err != nil {
+		if err := db.SetPassword(ctx, addr, pw); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "password of %s changed\n", pos[0])
+		fmt.Fprintf(e.stdout, "password of %s changed\n", addr)
 		if generated {
 			fmt.Fprintf(e.stdout, "password: %s\n", pw)
 		}
