@@ -111,6 +111,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		},
 		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP,
 		IdleTimeout:         cfg.IMAP.IdleTimeout.Duration,
+		MaxMessageSize:      cfg.SMTP.MaxMessageSize, // APPEND takes what SMTP would
 	}
 
 	type listener struct {
