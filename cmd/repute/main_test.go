@@ -30,7 +30,7 @@ func TestAdminCommands(t *testing.T) {
 	}{
 		{[]string{"domain", "add", "A.test", "--config", cfg}, "", 0, "domain a.test added"},
 		{[]string{"--config", cfg, "domain", "add", "b.test"}, "", 2, ""}, // flags come after the command
-		{[]string{"domain", "add", "a.test", "--config", cfg}, "", 1, ""},  // exists
+		{[]string{"domain", "add", "a.test", "--config", cfg}, "", 1, ""}, // exists
 		{[]string{"user", "add", "--password-stdin", "u@a.test", "--config", cfg}, "pw\n", 0, "user u@a.test added"},
 		{[]string{"user", "add", "v@a.test", "--config", cfg}, "", 0, "password: "},
 		{[]string{"user", "add", "w@nowhere.test", "--config", cfg}, "", 1, ""},
