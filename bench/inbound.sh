@@ -14,9 +14,10 @@
 # and drives each with Postfix's smtp-source, one connection per message:
 #   smtp-source -s $C -l $SIZE -m $N -f load@load.test -t bench@$DOMAIN -M load.test -C 5
 # in the order A B S, $ROUNDS times. A run's rate is N / (time until smtp-source exits),
-# on the monotonic clock. Prints every run, the medians, and the ratios of medians
-# Repute/Postfix and Repute/smtp-sink. Afterwards it checks that Repute stored (IMAP
-# STATUS) and Postfix delivered (Maildir) every message.
+# on the monotonic clock. Prints every run, the medians, and for Repute/Postfix and
+# Repute/smtp-sink both the median of the per-round ratios and the ratio of medians.
+# Afterwards it checks that Repute stored (IMAP STATUS) and Postfix delivered (Maildir)
+# every message.
 #
 # Environment (defaults): N=5000 C=50 SIZE=4096 ROUNDS=3
 #   PORT_A=24525 PORT_IMAP=24143 PORT_B=24526 PORT_SINK=24527 PORT_DNS=24553
@@ -267,6 +268,10 @@ median() { printf '%s\n' "$@" | grep -v FAIL | sort -n | awk '{ a[NR] = $1 } END
   if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 ma=$(median "${RA[@]}") mb=$(median "${RB[@]}") ms=$(median "${RS[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "FAIL" || b == "FAIL" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
+# Median of the per-round ratios: each round's servers ran back to back, so a round's ratio
+# is the least disturbed by the machine's other load drifting over the whole run.
+round_ratios() { local -n xs=$1 ys=$2; local i out=(); for i in "${!xs[@]}"; do out+=("$(ratio "${xs[$i]}" "${ys[$i]}")"); done; echo "${out[*]}"; }
+rps=$(round_ratios RA RB) rss=$(round_ratios RA RS)
 
 # ------------------------------------------------------------ what was kept
 expect=$((ROUNDS * N))
@@ -289,8 +294,8 @@ delivered=$(pf_delivered)
 echo
 echo "inbound SMTP, $N msgs x ${SIZE} B, $C concurrent sessions, one connection per message, $ROUNDS rounds"
 printf '  %-10s %10s msgs/s (runs: %s)\n' repute "$ma" "${RA[*]}" postfix "$mb" "${RB[*]}" smtp-sink "$ms" "${RS[*]}"
-echo "  repute/postfix   $(ratio "$ma" "$mb")"
-echo "  repute/smtp-sink $(ratio "$ma" "$ms")"
+echo "  repute/postfix   $(median $rps) median of per-round ratios ($rps); $(ratio "$ma" "$mb") ratio of medians"
+echo "  repute/smtp-sink $(median $rss) median of per-round ratios ($rss); $(ratio "$ma" "$ms") ratio of medians"
 echo "  stored: repute $stored/$expect (IMAP STATUS INBOX), postfix $delivered/$expect (Maildir)"
 [ "$stored" = "$expect" ] || { log "repute stored $stored messages, expected $expect"; failed=1; }
 [ "$delivered" = "$expect" ] || { log "postfix delivered $delivered messages, expected $expect"; failed=1; }
