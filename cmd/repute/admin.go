@@ -235,13 +235,6 @@ func cmdAliasDel(e *env, args []string) error {
 	})
 }
 
-func cmdQueueList(e *env, args []string) error {
-	return listing(e, "queue list", args, (*store.DB).Queue, "ID\tMSG\tFROM\tTO\tSIZE\tQUEUED\tSTATE",
-		func(m store.QueueEntry) string {
-			return fmt.Sprintf("%d\t%s\t<%s>\t<%s>\t%d\t%s\t%s", m.ID, m.MsgID, m.From, m.Rcpt, m.Size, unix(m.Created), m.State)
-		})
-}
-
 // nonNil makes empty listings print as [] rather than null.
 func nonNil[T any](s []T) []T {
 	if s == nil {

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/repute-mail/repute/internal/store"
 )
 
 // command is one entry of the subcommand table. Groups (domain, user, ...) have subs.
@@ -34,6 +37,8 @@ func commands() map[string]*command {
 	return map[string]*command{
 		"serve": {usage: "serve [--config FILE]: run every configured listener until SIGTERM", run: cmdServe},
 		"dev":   {usage: "dev: create ./repute-dev/ (config, data, a domain and a user) and serve on loopback", run: cmdDev},
+		"sendmail": {usage: "sendmail [-t] [-i] [-f FROM] [-F NAME] [RCPT...]: queue a message from standard input (also as a symlink named sendmail)",
+			run: cmdSendmail},
 		"config": {subs: map[string]*command{
 			"check": {usage: "config check [--config FILE]: validate the configuration file", run: cmdConfigCheck},
 		}},
@@ -54,13 +59,23 @@ func commands() map[string]*command {
 			"del":  {usage: "alias del ALIAS [TARGET...]", run: cmdAliasDel},
 		}},
 		"queue": {subs: map[string]*command{
-			"list": {usage: "queue list [--json]: messages waiting for outbound delivery", run: cmdQueueList},
+			"list":    {usage: "queue list [--json]: messages waiting for outbound delivery", run: cmdQueueList},
+			"show":    {usage: "queue show ID [--json]", run: cmdQueueShow},
+			"summary": {usage: "queue summary [--json]: entries per destination domain by age", run: cmdQueueSummary},
+			"retry":   {usage: "queue retry ID|--all|--domain D: try again now", run: queueOp("queue retry", "made due now", true, (*store.DB).QueueRetry)},
+			"hold":    {usage: "queue hold ID|--all|--domain D: stop delivery attempts", run: queueOp("queue hold", "held", true, (*store.DB).QueueHold)},
+			"release": {usage: "queue release ID|--all|--domain D: resume held entries", run: queueOp("queue release", "released", true, (*store.DB).QueueRelease)},
+			"drop":    {usage: "queue drop ID|--domain D: delete entries without notifying the sender", run: queueOp("queue drop", "dropped", false, (*store.DB).QueueDrop)},
 		}},
 	}
 }
 
 func main() {
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	if filepath.Base(os.Args[0]) == "sendmail" {
+		// Invoked through a symlink named sendmail (cron, scripts, /usr/sbin/sendmail).
+		os.Exit(sendmailMain(e, os.Args[1:]))
+	}
 	os.Exit(run(context.Background(), e, os.Args[1:]))
 }
 

@@ -21,9 +21,12 @@ import (
 
 	"github.com/repute-mail/repute/internal/authguard"
 	"github.com/repute-mail/repute/internal/config"
+	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/dns"
 	"github.com/repute-mail/repute/internal/imapsrv"
 	"github.com/repute-mail/repute/internal/mailstore"
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/scheduler"
 	"github.com/repute-mail/repute/internal/session"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
@@ -42,6 +45,9 @@ type App struct {
 	mailstore *mailstore.Mailstore
 	smtp      []*session.Server
 	imap      *imapsrv.Server
+	sched     *scheduler.Scheduler
+	stopSched context.CancelFunc
+	schedDone chan struct{}
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by listener name: smtp, submission, ...
@@ -90,6 +96,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.guard = authguard.New(a.log)
 	a.mailstore = mailstore.New(a.db, a.log)
+	if err := a.buildOutbound(); err != nil {
+		return err
+	}
 
 	limits := &session.Limits{Max: cfg.SMTP.MaxConnections, PerIP: cfg.SMTP.MaxConnectionsPerIP}
 	newSMTP := func(mode session.Mode, implicitTLS bool) *session.Server {
@@ -99,7 +108,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Events: a.events, Logger: a.log, Limits: limits,
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
-			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk,
+			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake,
 		}
 		a.smtp = append(a.smtp, s)
 		return s
@@ -144,6 +153,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if cfg.Listen.HTTP != "" || cfg.Listen.HTTPS != "" {
 		a.log.Info("listen.http and listen.https are reserved for the web interface, which this version does not include yet")
 	}
+	a.startScheduler()
 	for _, l := range ls {
 		nl := a.listeners[l.name]
 		if nl == nil {
@@ -192,6 +202,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	a.mu.Unlock()
+	if a.stopSched != nil {
+		a.stopSched()
+		<-a.schedDone // deliveries in progress end with their own timeouts or ctx
+	}
 	var err error
 	if a.db != nil {
 		err = a.db.Close()
@@ -200,6 +214,41 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.events.Close()
 	}
 	return err
+}
+
+// buildOutbound builds the resolver, the delivery client and the scheduler.
+func (a *App) buildOutbound() error {
+	cfg := a.cfg
+	resolver, err := dns.New(cfg.DNS.Resolver, a.log)
+	if err != nil {
+		return fmt.Errorf("dns.resolver: %w", err)
+	}
+	var sources []netip.Addr
+	for _, s := range cfg.Outbound.SourceIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("outbound.source_ips: %w", err)
+		}
+		sources = append(sources, ip)
+	}
+	client := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname, SourceIPs: sources,
+		RemotePort: cfg.Outbound.RemotePort, Relay: cfg.Outbound.Relay, Logger: a.log}
+	q := cfg.Queue
+	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: client, Hostname: cfg.Hostname, Events: a.events,
+		Logger: a.log, Delivered: a.mailstore.Delivered, Concurrency: q.Concurrency, ScanInterval: q.ScanInterval.Duration,
+		Policy: scheduler.Policy{RetryMin: q.RetryMin.Duration, RetryMax: q.RetryMax.Duration, MaxAge: q.MaxAge.Duration,
+			DelayWarning: q.DelayWarning.Duration}}
+	return nil
+}
+
+func (a *App) startScheduler() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopSched = cancel
+	a.schedDone = make(chan struct{})
+	go func() {
+		defer close(a.schedDone)
+		a.sched.Run(ctx)
+	}()
 }
 
 // DB is the open store (after Start).

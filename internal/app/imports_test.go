@@ -26,6 +26,10 @@ func TestImportsFlowOneWay(t *testing.T) {
 		"internal/session":   {"internal/smtp", "internal/store", "internal/obs"},
 		"internal/mailstore": {"internal/store", "internal/smtp", "internal/password"},
 		"internal/imapsrv":   {"internal/mailstore", "internal/store"},
+		"internal/dns":       {},
+		"internal/dsn":       {},
+		"internal/delivery":  {"internal/dns"},
+		"internal/scheduler": {"internal/store", "internal/delivery", "internal/dsn", "internal/smtp", "internal/obs"},
 	}
 	root := filepath.Join("..", "..")
 	for pkg, ok := range allowed {

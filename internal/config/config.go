@@ -42,6 +42,7 @@ type Config struct {
 	TLS      TLS      `toml:"tls"`
 	DNS      DNS      `toml:"dns"`
 	Outbound Outbound `toml:"outbound"`
+	Queue    Queue    `toml:"queue"`
 	Store    Store    `toml:"store"`
 	SMTP     SMTP     `toml:"smtp"`
 	IMAP     IMAP     `toml:"imap"`
@@ -71,6 +72,18 @@ type TLS struct {
 // DNS chooses the resolver every lookup goes through.
 type DNS struct {
 	Resolver string `toml:"resolver"` // "IP:PORT"; empty = system resolver
+}
+
+// Queue configures the outbound queue's retry behaviour. Retries back off exponentially
+// (with jitter) from RetryMin to RetryMax; a message still undelivered after MaxAge is
+// returned to its sender, who is also warned once after DelayWarning.
+type Queue struct {
+	RetryMin     Duration `toml:"retry_min"`     // first retry after this
+	RetryMax     Duration `toml:"retry_max"`     // longest wait between attempts
+	MaxAge       Duration `toml:"max_age"`       // give up and bounce after this
+	DelayWarning Duration `toml:"delay_warning"` // delay notice after this; 0 = none
+	Concurrency  int      `toml:"concurrency"`   // destinations delivered to at once
+	ScanInterval Duration `toml:"scan_interval"` // how often the queue is re-read for work added by other processes
 }
 
 // Outbound configures delivery to other hosts.
@@ -140,7 +153,15 @@ func Default() Config {
 			HTTPS:       "0.0.0.0:443",
 		},
 		Outbound: Outbound{RemotePort: 25},
-		Store:    Store{Driver: "sqlite"},
+		Queue: Queue{
+			RetryMin:     Duration{5 * time.Minute},
+			RetryMax:     Duration{3 * time.Hour},
+			MaxAge:       Duration{5 * 24 * time.Hour},
+			DelayWarning: Duration{4 * time.Hour},
+			Concurrency:  20,
+			ScanInterval: Duration{30 * time.Second},
+		},
+		Store: Store{Driver: "sqlite"},
 		SMTP: SMTP{
 			MaxMessageSize:      50 << 20,
 			MaxRecipients:       1000,
@@ -226,6 +247,7 @@ func (c *Config) validate() []*Error {
 		}
 	}
 	c.validateOutbound(&v)
+	c.validateQueue(&v)
 	switch c.Store.Driver {
 	case "sqlite":
 	case "postgres":
@@ -292,6 +314,28 @@ func (c *Config) validateTLS(v *validator) {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			v.addf("tls.acme_directory", "tls.acme_directory = %q: must be the https:// URL of an ACME directory, or \"\" for Let's Encrypt", t.ACMEDirectory)
 		}
+	}
+}
+
+func (c *Config) validateQueue(v *validator) {
+	q := c.Queue
+	if q.RetryMin.Duration < time.Second {
+		v.addf("queue.retry_min", "queue.retry_min = %q: must be at least 1s", q.RetryMin.Duration)
+	}
+	if q.RetryMax.Duration < q.RetryMin.Duration {
+		v.addf("queue.retry_max", "queue.retry_max = %q: must not be shorter than queue.retry_min (%s)", q.RetryMax.Duration, q.RetryMin.Duration)
+	}
+	if q.MaxAge.Duration < q.RetryMin.Duration {
+		v.addf("queue.max_age", "queue.max_age = %q: must not be shorter than queue.retry_min (%s)", q.MaxAge.Duration, q.RetryMin.Duration)
+	}
+	if q.DelayWarning.Duration < 0 {
+		v.addf("queue.delay_warning", "queue.delay_warning = %q: must not be negative; 0 disables delay notices", q.DelayWarning.Duration)
+	}
+	if q.Concurrency < 1 || q.Concurrency > 1000 {
+		v.addf("queue.concurrency", "queue.concurrency = %d: allowed 1 to 1000", q.Concurrency)
+	}
+	if q.ScanInterval.Duration < time.Second {
+		v.addf("queue.scan_interval", "queue.scan_interval = %q: must be at least 1s", q.ScanInterval.Duration)
 	}
 }
 

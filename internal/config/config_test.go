@@ -35,7 +35,9 @@ func TestParseValid(t *testing.T) {
 		},
 		DNS:      DNS{Resolver: "127.0.0.1:5353"},
 		Outbound: Outbound{SourceIPs: []string{"192.0.2.10", "2001:db8::10"}, RemotePort: 2525, Relay: "smarthost.example.net:587"},
-		Store:    Store{Driver: "postgres", DSN: "postgres://repute@db.example.org/repute"},
+		Queue: Queue{RetryMin: Duration{time.Minute}, RetryMax: Duration{time.Hour}, MaxAge: Duration{72 * time.Hour},
+			DelayWarning: Duration{0}, Concurrency: 50, ScanInterval: Duration{10 * time.Second}},
+		Store: Store{Driver: "postgres", DSN: "postgres://repute@db.example.org/repute"},
 		SMTP: SMTP{
 			MaxMessageSize:      10 << 20,
 			MaxRecipients:       100,

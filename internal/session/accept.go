@@ -148,6 +148,9 @@ func (c *conn) finish(data []byte) {
 	if c.srv.Delivered != nil && len(stored) > 0 {
 		c.srv.Delivered(stored)
 	}
+	if c.srv.Queued != nil && len(d.Remote) > 0 {
+		c.srv.Queued()
+	}
 	c.logAccepted(tx, d)
 	c.reply(smtp.Errorf(250, "2.0.0", "OK queued as %s", msgID))
 }

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base32"
 	"errors"
 	"io"
 	"log/slog"
@@ -69,18 +67,8 @@ type recipient struct {
 	remote bool           // submission to a non-local domain: queue as is
 }
 
-var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// newID returns a unique, sortable-by-time identifier for connections and messages.
-func newID(now time.Time) string {
-	var b [10]byte
-	ts := uint64(now.UnixMilli())
-	for i := 0; i < 6; i++ {
-		b[i] = byte(ts >> (40 - 8*i))
-	}
-	rand.Read(b[6:])
-	return idEncoding.EncodeToString(b[:])
-}
+// newID returns a unique, time-sortable identifier for connections and messages.
+func newID(now time.Time) string { return store.NewID(now) }
 
 func newConn(s *Server, nc net.Conn, remote netip.Addr) *conn {
 	c := &conn{srv: s, nc: nc, remote: remote, id: newID(s.Now())}

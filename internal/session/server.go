@@ -64,6 +64,7 @@ type Server struct {
 	TLSConfig      *tls.Config // nil: no STARTTLS, no AUTH on submission
 	DB             *store.DB
 	Delivered      func([]store.Stored) // told after every local delivery (IMAP notifications)
+	Queued         func()               // told after mail was queued for remote recipients
 	Authenticate   Authenticator
 	Events         *obs.EventLog
 	Logger         *slog.Logger

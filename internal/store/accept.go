@@ -80,6 +80,8 @@ type Delivery struct {
 	Remote   []string // remote recipient addresses, queued for delivery
 	UserID   int64    // authenticated submitter, 0 for none
 	Received time.Time
+	// RequireTLS marks queued copies for delivery only over verified TLS (RFC 8689).
+	RequireTLS bool
 }
 
 // Stored reports where one local copy went.
@@ -97,50 +99,57 @@ func (db *DB) Accept(ctx context.Context, d *Delivery) ([]Stored, error) {
 	}
 	var stored []Stored
 	err := db.Write(ctx, func(tx *sql.Tx) error {
-		stored = stored[:0]
-		res, err := db.wstmt(tx, qInsertBlob).Exec(len(d.Body), d.Body)
-		if err != nil {
-			return fmt.Errorf("store body: %w", err)
-		}
-		blob, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		flags := ""
-		for _, t := range d.Local {
-			mbox, err := db.deliveryMailbox(tx, t.UserID, t.Mailbox)
-			if err != nil {
-				return err
-			}
-			var uid int64
-			if err := db.wstmt(tx, qNextUID).QueryRow(mbox).Scan(&uid); err != nil {
-				return fmt.Errorf("assign uid: %w", err)
-			}
-			if uid > 0xffffffff {
-				return fmt.Errorf("mailbox %d: UIDs exhausted", mbox)
-			}
-			flags = strings.Join(t.Flags, " ")
-			if _, err := db.wstmt(tx, qInsertMsg).Exec(mbox, uid, blob, flags, d.Received.Unix(), len(d.Body)); err != nil {
-				return fmt.Errorf("insert message: %w", err)
-			}
-			stored = append(stored, Stored{UserID: t.UserID, MailboxID: mbox, UID: uint32(uid)})
-		}
-		for _, rcpt := range d.Remote {
-			domain := rcpt[strings.LastIndexByte(rcpt, '@')+1:]
-			var user any
-			if d.UserID != 0 {
-				user = d.UserID
-			}
-			_, err := db.wstmt(tx, qInsertQueue).Exec(blob, d.MsgID, d.From, rcpt, strings.ToLower(domain), user,
-				d.Received.Unix(), d.Received.Unix())
-			if err != nil {
-				return fmt.Errorf("queue %s: %w", rcpt, err)
-			}
-		}
-		return nil
+		var err error
+		stored, err = db.acceptTx(tx, d)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return stored, nil
+}
+
+// acceptTx is Accept inside a write transaction (also used to store bounce notices
+// atomically with the removal of what they report).
+func (db *DB) acceptTx(tx *sql.Tx, d *Delivery) ([]Stored, error) {
+	var stored []Stored
+	res, err := db.wstmt(tx, qInsertBlob).Exec(len(d.Body), d.Body)
+	if err != nil {
+		return nil, fmt.Errorf("store body: %w", err)
+	}
+	blob, err := res.LastInsertId()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range d.Local {
+		mbox, err := db.deliveryMailbox(tx, t.UserID, t.Mailbox)
+		if err != nil {
+			return nil, err
+		}
+		var uid int64
+		if err := db.wstmt(tx, qNextUID).QueryRow(mbox).Scan(&uid); err != nil {
+			return nil, fmt.Errorf("assign uid: %w", err)
+		}
+		if uid > 0xffffffff {
+			return nil, fmt.Errorf("mailbox %d: UIDs exhausted", mbox)
+		}
+		flags := strings.Join(t.Flags, " ")
+		if _, err := db.wstmt(tx, qInsertMsg).Exec(mbox, uid, blob, flags, d.Received.Unix(), len(d.Body)); err != nil {
+			return nil, fmt.Errorf("insert message: %w", err)
+		}
+		stored = append(stored, Stored{UserID: t.UserID, MailboxID: mbox, UID: uint32(uid)})
+	}
+	for _, rcpt := range d.Remote {
+		domain := rcpt[strings.LastIndexByte(rcpt, '@')+1:]
+		var user any
+		if d.UserID != 0 {
+			user = d.UserID
+		}
+		_, err := db.wstmt(tx, qInsertQueue).Exec(blob, d.MsgID, d.From, rcpt, strings.ToLower(domain), user,
+			d.Received.Unix(), d.Received.Unix(), d.RequireTLS)
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", rcpt, err)
+		}
 	}
 	return stored, nil
 }
@@ -162,39 +171,4 @@ func (db *DB) deliveryMailbox(tx *sql.Tx, userID int64, name string) (int64, err
 		return CreateMailboxTx(tx, userID, "INBOX", "")
 	}
 	return id, err
-}
-
-// QueueEntry is one outbound queue row (for listing; delivery comes later).
-type QueueEntry struct {
-	ID          int64  `json:"id"`
-	MsgID       string `json:"msg_id"`
-	From        string `json:"from"`
-	Rcpt        string `json:"rcpt"`
-	Domain      string `json:"domain"`
-	Size        int64  `json:"size"`
-	Created     int64  `json:"created"`
-	NextAttempt int64  `json:"next_attempt"`
-	Attempts    int    `json:"attempts"`
-	State       string `json:"state"`
-	LastError   string `json:"last_error"`
-}
-
-// Queue lists the outbound queue, oldest first.
-func (db *DB) Queue(ctx context.Context) ([]QueueEntry, error) {
-	rows, err := db.rdb.QueryContext(ctx, `SELECT q.id, q.msg_id, q.mail_from, q.rcpt, q.domain, b.size, q.created,
-		q.next_attempt, q.attempts, q.state, q.last_error FROM queue q JOIN blobs b ON b.id = q.blob_id ORDER BY q.id`)
-	if err != nil {
-		return nil, fmt.Errorf("list queue: %w", err)
-	}
-	defer rows.Close()
-	var out []QueueEntry
-	for rows.Next() {
-		var e QueueEntry
-		if err := rows.Scan(&e.ID, &e.MsgID, &e.From, &e.Rcpt, &e.Domain, &e.Size, &e.Created,
-			&e.NextAttempt, &e.Attempts, &e.State, &e.LastError); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }

@@ -108,11 +108,16 @@ CREATE TABLE queue (
 	rcpt         TEXT NOT NULL,
 	domain       TEXT NOT NULL,           -- recipient domain, for grouping
 	user_id      INTEGER,                 -- submitting user, if any
-	created      INTEGER NOT NULL,
+	created      INTEGER NOT NULL,        -- unix seconds
 	next_attempt INTEGER NOT NULL,
+	last_attempt INTEGER NOT NULL DEFAULT 0,
 	attempts     INTEGER NOT NULL DEFAULT 0,
 	state        TEXT NOT NULL DEFAULT 'queued',  -- queued, hold
-	last_error   TEXT NOT NULL DEFAULT ''
+	last_code    INTEGER NOT NULL DEFAULT 0,
+	last_error   TEXT NOT NULL DEFAULT '',        -- last reply or failure, as the admin sees it
+	last_mx      TEXT NOT NULL DEFAULT '',
+	warned       INTEGER NOT NULL DEFAULT 0,      -- delay notice sent
+	requiretls   INTEGER NOT NULL DEFAULT 0       -- RFC 8689
 );
 CREATE INDEX queue_next ON queue (state, next_attempt);
 CREATE INDEX queue_domain ON queue (domain);

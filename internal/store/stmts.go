@@ -22,8 +22,8 @@ const (
 	qNextUID      = `UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`
 	qInsertMsg    = `INSERT INTO messages (mailbox_id, uid, blob_id, flags, internal_date, size) VALUES (?, ?, ?, ?, ?, ?)`
 	qMailboxNamed = `SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`
-	qInsertQueue  = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsertQueue  = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt, requiretls)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	qGeneration = `SELECT accounts FROM generation WHERE id = 1`
 	qLogin      = `SELECT id, address, created, password_hash FROM users WHERE address = ?`

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/repute-mail/repute/internal/store"
+)
+
+func cmdQueueList(e *env, args []string) error {
+	return listing(e, "queue list", args, (*store.DB).Queue, "ID\tMSG\tFROM\tTO\tSIZE\tQUEUED\tATTEMPTS\tSTATE\tLAST ERROR",
+		func(m store.QueueEntry) string {
+			return fmt.Sprintf("%d\t%s\t<%s>\t<%s>\t%d\t%s\t%d\t%s\t%s", m.ID, m.MsgID, m.From, m.Rcpt, m.Size,
+				unix(m.Created), m.Attempts, m.State, shorten(m.LastError, 60))
+		})
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func cmdQueueShow(e *env, args []string) error {
+	pos, err := parseFlags(stdFlags(e, "queue show", true), args)
+	if err != nil || len(pos) != 1 {
+		return errUsage
+	}
+	id, err := strconv.ParseInt(pos[0], 10, 64)
+	if err != nil {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		q, err := db.QueueGet(ctx, id)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, q)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		next := unix(q.NextAttempt)
+		if q.State == store.StateHold {
+			next = "on hold"
+		}
+		for _, kv := range [][2]string{{"id", strconv.FormatInt(q.ID, 10)}, {"message", q.MsgID}, {"from", "<" + q.From + ">"},
+			{"to", "<" + q.Rcpt + ">"}, {"size", strconv.FormatInt(q.Size, 10)}, {"queued", unix(q.Created)},
+			{"attempts", strconv.Itoa(q.Attempts)}, {"next attempt", next}, {"last MX", q.LastMX}, {"last error", q.LastError}} {
+			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		}
+		return tw.Flush()
+	})
+}
+
+// queueSelector parses "ID", "--all" or "--domain D" for the queue operations.
+func queueSelector(e *env, name string, args []string, allowAll bool) (store.QueueSelector, error) {
+	fs := stdFlags(e, name, false)
+	all := fs.Bool("all", false, "every entry")
+	domain := fs.String("domain", "", "every entry for this recipient domain")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return store.QueueSelector{}, errUsage
+	}
+	var sel store.QueueSelector
+	switch {
+	case len(pos) == 1 && !*all && *domain == "":
+		if sel.ID, err = strconv.ParseInt(pos[0], 10, 64); err != nil || sel.ID <= 0 {
+			return sel, errUsage
+		}
+	case len(pos) == 0 && *all && *domain == "" && allowAll:
+		sel.All = true
+	case len(pos) == 0 && !*all && *domain != "":
+		sel.Domain = *domain
+	default:
+		return sel, errUsage
+	}
+	return sel, nil
+}
+
+// queueOp runs one of the queue operations and reports how many entries it touched. A
+// running server picks the change up at its next queue scan (queue.scan_interval).
+func queueOp(name, verb string, allowAll bool, op func(*store.DB, context.Context, store.QueueSelector) (int64, error)) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		sel, err := queueSelector(e, name, args, allowAll)
+		if err != nil {
+			return err
+		}
+		return withStore(e, func(ctx context.Context, db *store.DB) error {
+			n, err := op(db, ctx, sel)
+			if err == nil {
+				fmt.Fprintf(e.stdout, "%d entries %s\n", n, verb)
+			}
+			return err
+		})
+	}
+}
+
+func cmdQueueSummary(e *env, args []string) error {
+	if pos, err := parseFlags(stdFlags(e, "queue summary", true), args); err != nil || len(pos) != 0 {
+		return errUsage
+	}
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		sum, err := db.QueueSummary(ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, nonNil(sum))
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+		labels := make([]string, len(store.AgeBuckets))
+		for i, b := range store.AgeBuckets {
+			labels[i] = "≤" + b.Label
+		}
+		labels[len(labels)-1] = "older"
+		fmt.Fprintf(tw, "DOMAIN\tTOTAL\tHELD\t%s\t\n", strings.Join(labels, "\t"))
+		total := 0
+		for _, s := range sum {
+			cells := make([]string, len(store.AgeBuckets))
+			for i, b := range store.AgeBuckets {
+				cells[i] = strconv.Itoa(s.Ages[b.Label])
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\n", s.Domain, s.Total, s.Held, strings.Join(cells, "\t"))
+			total += s.Total
+		}
+		fmt.Fprintf(tw, "TOTAL\t%d\t\t\t\t\t\t\t\n", total)
+		return tw.Flush()
+	})
+}

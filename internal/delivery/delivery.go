@@ -1,0 +1,55 @@
+// Package delivery sends queued messages to other mail servers: MX resolution (RFC 5321
+// §5), connection from the configured source addresses, opportunistic STARTTLS, MTA-STS
+// and DANE, an optional smarthost, and one connection carrying several messages to the same
+// destination. It reports every attempt as data (Attempt) and decides nothing about
+// retries: that is the scheduler's job, and judging what a reply means is classify's.
+//
+// Upstream: internal/scheduler calls Deliverer.Deliver. Downstream: the network, through
+// internal/dns for every lookup.
+package delivery
+
+import (
+	"context"
+	"time"
+)
+
+// Recipient is one queue entry's recipient.
+type Recipient struct {
+	QueueID int64
+	Address string // "local@domain", domain in ASCII
+}
+
+// Message is one queued message with its recipients in one destination domain.
+type Message struct {
+	ID         string // Repute's message id (events.log msg_id)
+	From       string // envelope sender; "" is the null sender
+	Rcpts      []Recipient
+	Body       []byte
+	RequireTLS bool // RFC 8689: deliver only over verified TLS, and pass it on
+}
+
+// Attempt is the outcome of trying one recipient once. The scheduler stores it, logs it as
+// a mail event and decides what happens next.
+type Attempt struct {
+	QueueID     int64
+	Rcpt        string
+	MX          string        // host name tried last ("" if none was reached)
+	IP          string        // its address
+	SourceIP    string        // our address the connection came from
+	TLS         string        // negotiated TLS version ("" = plaintext)
+	TLSVerified string        // "dane", "pkix" (incl. MTA-STS) or "" (unverified or no TLS)
+	Code        int           // SMTP reply code, 0 if no reply (network, DNS or TLS failure)
+	Enhanced    string        // RFC 3463 code from the reply, "" if none
+	Text        string        // reply text, or a description of the failure
+	Permanent   bool          // a 5xx reply, or a failure no retry can fix (null MX, no such domain)
+	RetryAfter  time.Duration // a hint from the reply ("try again in 10 minutes"), 0 if none
+	Duration    time.Duration
+	TLSRPT      string // TLS-RPT result type for the attempt ("" when nothing to report)
+}
+
+// Deliverer delivers messages to one destination domain and returns one Attempt per
+// recipient of every message, in any order. It must return (with temporary failures) when
+// ctx ends.
+type Deliverer interface {
+	Deliver(ctx context.Context, domain string, msgs []*Message) []Attempt
+}

@@ -1,0 +1,210 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/dsn"
+	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/smtp"
+	"github.com/repute-mail/repute/internal/store"
+)
+
+// finish records the attempts of one batch and frees its entries for the next dispatch.
+func (s *Scheduler) finish(r result, inflight map[int64]bool, perDomain map[string]int) {
+	defer func() {
+		for id := range r.b.entries {
+			delete(inflight, id)
+		}
+		if perDomain[r.b.domain]--; perDomain[r.b.domain] <= 0 {
+			delete(perDomain, r.b.domain)
+		}
+	}()
+	// Recording must not be cut short by shutdown: use a context of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	now := s.Now()
+	byID := map[int64]delivery.Attempt{}
+	for _, a := range r.attempts {
+		byID[a.QueueID] = a
+	}
+	var outs []store.Outcome
+	bounces := map[string][]failure{} // by msg id
+	warns := map[string][]failure{}
+	for id, e := range r.b.entries {
+		a, ok := byID[id]
+		if !ok {
+			a = delivery.Attempt{QueueID: id, Rcpt: e.Rcpt, Text: "no result from delivery (interrupted)"}
+		}
+		switch {
+		case a.Code >= 200 && a.Code < 300:
+			outs = append(outs, store.Outcome{ID: id, Delivered: true})
+			s.event(obs.Delivered, e, a, now)
+		case a.Permanent:
+			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})
+		default:
+			next, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, a.RetryAfter, s.Jitter())
+			if d == Expire {
+				a.Text = fmt.Sprintf("gave up after %s; last error: %s", now.Sub(time.Unix(e.Created, 0)).Round(time.Minute), a.Text)
+				if a.Enhanced == "" || a.Enhanced[0] != '5' {
+					a.Enhanced = "4.4.7" // RFC 3463: delivery time expired
+				}
+				bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})
+				continue
+			}
+			outs = append(outs, store.Outcome{ID: id, NextAttempt: next, Code: a.Code, Text: attemptText(a), MX: a.MX})
+			s.event(obs.Deferred, e, a, now)
+			if s.Policy.ShouldWarn(now, time.Unix(e.Created, 0), e.Warned) {
+				a.Text = attemptText(a)
+				warns[e.MsgID] = append(warns[e.MsgID], failure{e, a, "delayed"})
+			}
+		}
+	}
+	if len(outs) > 0 {
+		if err := s.DB.QueueRecord(ctx, now, outs); err != nil {
+			s.Logger.Error("queue: recording delivery outcomes failed; they will be retried", "err", err)
+		}
+	}
+	for _, fs := range bounces {
+		s.bounce(ctx, fs, now)
+	}
+	for _, fs := range warns {
+		s.warn(ctx, fs, now)
+	}
+}
+
+// failure is one recipient of a message that could not be delivered (yet).
+type failure struct {
+	e      store.QueueEntry
+	a      delivery.Attempt
+	action string // "failed" or "delayed"
+}
+
+func attemptText(a delivery.Attempt) string {
+	if a.Code != 0 {
+		return fmt.Sprintf("%d %s %s", a.Code, a.Enhanced, a.Text)
+	}
+	return a.Text
+}
+
+func (s *Scheduler) event(kind string, e store.QueueEntry, a delivery.Attempt, now time.Time) {
+	s.Events.Emit(obs.Event{Time: now, Event: kind, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt,
+		SourceIP: a.SourceIP, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text,
+		DelayS: now.Sub(time.Unix(e.Created, 0)).Seconds(), Size: e.Size})
+	if kind != obs.Delivered {
+		s.Logger.Info("queue: "+kind, "msg_id", e.MsgID, "rcpt", e.Rcpt, "mx", a.MX, "code", a.Code,
+			"enhanced", a.Enhanced, "text", a.Text, "attempts", e.Attempts+1)
+	}
+}
+
+// bounce removes failed entries of one message and returns a notice to its sender, in one
+// transaction. No notice goes to the null sender (RFC 5321 §6.1 / RFC 3464: notices about
+// notices would loop).
+func (s *Scheduler) bounce(ctx context.Context, fs []failure, now time.Time) {
+	ids := make([]int64, len(fs))
+	for i, f := range fs {
+		ids[i] = f.e.ID
+		s.event(obs.Bounced, f.e, f.a, now)
+	}
+	notice, err := s.notice(ctx, fs, now, time.Time{})
+	if err != nil {
+		s.Logger.Error("queue: cannot compose the failure notice; the entries stay queued", "msg_id", fs[0].e.MsgID, "err", err)
+		return
+	}
+	stored, err := s.DB.QueueBounce(ctx, ids, notice)
+	if err != nil {
+		s.Logger.Error("queue: recording a bounce failed; the entries stay queued", "msg_id", fs[0].e.MsgID, "err", err)
+		return
+	}
+	if s.Delivered != nil && len(stored) > 0 {
+		s.Delivered(stored)
+	}
+	if notice != nil && len(notice.Remote) > 0 {
+		s.Wake()
+	}
+}
+
+// warn tells the sender once that delivery is delayed.
+func (s *Scheduler) warn(ctx context.Context, fs []failure, now time.Time) {
+	ids := make([]int64, len(fs))
+	for i, f := range fs {
+		ids[i] = f.e.ID
+	}
+	until := time.Unix(fs[0].e.Created, 0).Add(s.Policy.MaxAge)
+	notice, err := s.notice(ctx, fs, now, until)
+	if err != nil {
+		s.Logger.Warn("queue: cannot compose the delay notice", "msg_id", fs[0].e.MsgID, "err", err)
+		return
+	}
+	stored, err := s.DB.QueueWarn(ctx, ids, notice)
+	if err != nil {
+		s.Logger.Warn("queue: recording a delay notice failed", "msg_id", fs[0].e.MsgID, "err", err)
+		return
+	}
+	if s.Delivered != nil && len(stored) > 0 {
+		s.Delivered(stored)
+	}
+}
+
+// notice composes the DSN for fs and addresses it to the original sender: local senders
+// get it in their INBOX, remote ones through the queue (with the null sender). It returns
+// nil for a message whose sender was the null sender.
+func (s *Scheduler) notice(ctx context.Context, fs []failure, now, retryUntil time.Time) (*store.Delivery, error) {
+	first := fs[0].e
+	if first.From == "" {
+		return nil, nil
+	}
+	sender, err := smtp.ParseAddress(first.From)
+	if err != nil {
+		s.Logger.Warn("queue: sender address unusable for a notice", "from", first.From, "err", err)
+		return nil, nil
+	}
+	original, err := s.DB.Blob(ctx, first.BlobID)
+	if err != nil {
+		return nil, err
+	}
+	m := dsn.Message{ReportingMTA: s.Hostname, To: first.From, OriginalID: first.MsgID,
+		Arrival: time.Unix(first.Created, 0), Original: original}
+	for _, f := range fs {
+		status := f.a.Enhanced
+		if status == "" {
+			status = map[bool]string{true: "5.0.0", false: "4.0.0"}[f.action == "failed"]
+			if f.action == "failed" && f.a.Code >= 400 && f.a.Code < 500 {
+				status = "4.4.7"
+			}
+		}
+		diag := f.a.Text
+		if f.a.Code != 0 {
+			diag = fmt.Sprintf("%d %s %s", f.a.Code, f.a.Enhanced, f.a.Text)
+		}
+		m.Recipients = append(m.Recipients, dsn.Recipient{Address: f.e.Rcpt, Action: f.action, Status: status,
+			RemoteMTA: f.a.MX, Diagnostic: diag, LastAttempt: now, WillRetryUntil: retryUntil})
+	}
+	body, err := dsn.Compose(m, now)
+	if err != nil {
+		return nil, err
+	}
+	d := &store.Delivery{MsgID: store.NewID(now), From: "", Body: body, Received: now}
+	targets, err := s.DB.Resolve(ctx, sender)
+	switch {
+	case err == nil:
+		for _, t := range targets {
+			if t.UserID != 0 {
+				d.Local = append(d.Local, store.LocalTarget{UserID: t.UserID})
+			} else {
+				d.Remote = append(d.Remote, t.Address)
+			}
+		}
+	case errors.Is(err, store.ErrNotLocal):
+		d.Remote = []string{sender.String()}
+	case errors.Is(err, store.ErrNoSuchUser):
+		s.Logger.Warn("queue: the sender of a failed message no longer exists; no notice", "from", first.From)
+		return nil, nil
+	default:
+		return nil, err
+	}
+	return d, nil
+}

@@ -1,0 +1,231 @@
+// Package scheduler is the one loop that connects the outbound queue to delivery: it finds
+// queue entries that are due, hands them to a delivery.Deliverer in batches per
+// destination domain with bounded concurrency, and records each outcome: delivered entries
+// leave the queue, temporary failures wait according to Policy, permanent failures and
+// expired entries are returned to the sender with a delivery status notification.
+//
+// There is no goroutine per message and no sleeping per message: the loop wakes when new
+// mail is queued (Wake), when a worker finishes, when the next entry falls due, and every
+// ScanInterval to pick up entries queued by other processes. State lives only in the
+// store, so a restart (or a kill -9) loses nothing: an entry being delivered at the moment
+// of a crash is still queued and is tried again, so it may be delivered twice, never zero
+// times.
+//
+// Upstream: internal/app (Run, Wake from the SMTP session). Downstream: internal/store
+// (queue rows), internal/delivery (the network), internal/dsn (notices), internal/obs
+// (mail events).
+package scheduler
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/store"
+)
+
+// Scheduler delivers the outbound queue. Set the fields, then Run.
+type Scheduler struct {
+	DB        *store.DB
+	Deliverer delivery.Deliverer
+	Policy    Policy
+	Hostname  string // reporting MTA in notices
+	Events    *obs.EventLog
+	Logger    *slog.Logger
+	// Delivered is told about notices stored in local mailboxes (IMAP notifications).
+	Delivered func([]store.Stored)
+	// Concurrency bounds deliveries in progress; PerDomain bounds those to one domain
+	// (parallel connections to one destination), BatchSize the messages per connection.
+	Concurrency  int
+	PerDomain    int
+	BatchSize    int
+	ScanInterval time.Duration
+	Now          func() time.Time
+	Jitter       func() float64
+
+	wake chan struct{}
+	once sync.Once
+}
+
+func (s *Scheduler) init() {
+	s.once.Do(func() {
+		s.wake = make(chan struct{}, 1)
+		if s.Logger == nil {
+			s.Logger = slog.Default()
+		}
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.Jitter == nil {
+			s.Jitter = rand.Float64
+		}
+		if s.Concurrency <= 0 {
+			s.Concurrency = 20
+		}
+		if s.PerDomain <= 0 {
+			s.PerDomain = min(10, s.Concurrency)
+		}
+		if s.BatchSize <= 0 {
+			s.BatchSize = 50
+		}
+		if s.ScanInterval <= 0 {
+			s.ScanInterval = 30 * time.Second
+		}
+	})
+}
+
+// Wake makes the loop look at the queue now (new mail was queued). It never blocks.
+func (s *Scheduler) Wake() {
+	s.init()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// batch is one worker's job: entries for one domain, grouped into messages.
+type batch struct {
+	domain  string
+	entries map[int64]store.QueueEntry
+}
+
+type result struct {
+	b        *batch
+	attempts []delivery.Attempt
+}
+
+// Run delivers until ctx ends, then waits for the deliveries in progress (each bounded by
+// its own timeouts) before returning.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.init()
+	results := make(chan result)
+	inflight := map[int64]bool{}
+	perDomain := map[string]int{}
+	running := 0
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if ctx.Err() == nil && running < s.Concurrency {
+			s.dispatch(ctx, inflight, perDomain, &running, results, &wg)
+		}
+		s.resetTimer(ctx, timer)
+		select {
+		case <-ctx.Done():
+			// Workers see ctx too; collect what they finish so outcomes are recorded.
+			for running > 0 {
+				r := <-results
+				running--
+				s.finish(r, inflight, perDomain)
+			}
+			return nil
+		case <-s.wake:
+		case <-timer.C:
+		case r := <-results:
+			running--
+			s.finish(r, inflight, perDomain)
+		}
+	}
+}
+
+// resetTimer arms the timer for the next due entry, or ScanInterval, whichever is sooner.
+func (s *Scheduler) resetTimer(ctx context.Context, t *time.Timer) {
+	wait := s.ScanInterval
+	if next, ok, err := s.DB.QueueNextDue(ctx); err == nil && ok {
+		if d := next.Sub(s.Now()); d < wait {
+			wait = max(d, 100*time.Millisecond)
+		}
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(wait)
+}
+
+// dispatch starts workers for due entries that are not already being delivered.
+func (s *Scheduler) dispatch(ctx context.Context, inflight map[int64]bool, perDomain map[string]int,
+	running *int, results chan<- result, wg *sync.WaitGroup) {
+	limit := (s.Concurrency - *running) * s.BatchSize * 2
+	due, err := s.DB.QueueDue(ctx, s.Now(), limit+len(inflight))
+	if err != nil {
+		s.Logger.Error("queue: reading due entries failed", "err", err)
+		return
+	}
+	batches := map[string][]*batch{}
+	var order []string
+	for _, e := range due {
+		if inflight[e.ID] {
+			continue
+		}
+		bs := batches[e.Domain]
+		if len(bs) == 0 || len(bs[len(bs)-1].entries) >= s.BatchSize {
+			if len(bs) == 0 {
+				order = append(order, e.Domain)
+			}
+			bs = append(bs, &batch{domain: e.Domain, entries: map[int64]store.QueueEntry{}})
+			batches[e.Domain] = bs
+		}
+		bs[len(bs)-1].entries[e.ID] = e
+	}
+	for progress := true; progress && *running < s.Concurrency; {
+		progress = false
+		for _, d := range order { // round-robin over domains, one batch each per round
+			if *running >= s.Concurrency || perDomain[d] >= s.PerDomain || len(batches[d]) == 0 {
+				continue
+			}
+			b := batches[d][0]
+			batches[d] = batches[d][1:]
+			for id := range b.entries {
+				inflight[id] = true
+			}
+			perDomain[d]++
+			*running++
+			progress = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results <- result{b: b, attempts: s.deliver(ctx, b)}
+			}()
+		}
+	}
+}
+
+// deliver loads the bodies of a batch and runs the Deliverer.
+func (s *Scheduler) deliver(ctx context.Context, b *batch) []delivery.Attempt {
+	byMsg := map[string]*delivery.Message{}
+	var msgs []*delivery.Message
+	var failed []delivery.Attempt
+	ids := make([]int64, 0, len(b.entries))
+	for id := range b.entries {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		e := b.entries[id]
+		m := byMsg[e.MsgID]
+		if m == nil {
+			body, err := s.DB.Blob(ctx, e.BlobID)
+			if err != nil {
+				failed = append(failed, delivery.Attempt{QueueID: id, Rcpt: e.Rcpt, Text: "reading the queued message: " + err.Error()})
+				continue
+			}
+			m = &delivery.Message{ID: e.MsgID, From: e.From, Body: body, RequireTLS: e.RequireTLS}
+			byMsg[e.MsgID] = m
+			msgs = append(msgs, m)
+		}
+		m.Rcpts = append(m.Rcpts, delivery.Recipient{QueueID: id, Address: e.Rcpt})
+	}
+	if len(msgs) == 0 {
+		return failed
+	}
+	return append(failed, s.Deliverer.Deliver(ctx, b.domain, msgs)...)
+}
