@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -231,14 +232,53 @@ func (a *App) buildOutbound() error {
 		}
 		sources = append(sources, ip)
 	}
-	client := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname, SourceIPs: sources,
-		RemotePort: cfg.Outbound.RemotePort, Relay: cfg.Outbound.Relay, Logger: a.log}
+	newClient := func(relay, tlsMode, user, passwordFile string) (*delivery.Client, error) {
+		c := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname, SourceIPs: sources,
+			RemotePort: cfg.Outbound.RemotePort, Relay: relay, RelayTLS: tlsMode, Logger: a.log, MTASTS: mtastsCache{a.db}}
+		if user != "" {
+			pw, err := readSecret(passwordFile)
+			if err != nil {
+				return nil, fmt.Errorf("relay password for %s: %w", relay, err)
+			}
+			c.RelayAuth = &delivery.RelayAuth{Username: user, Password: pw}
+		}
+		return c, nil
+	}
+	o := cfg.Outbound
+	def, err := newClient(o.Relay, o.RelayTLS, o.RelayUsername, o.RelayPasswordFile)
+	if err != nil {
+		return err
+	}
+	router := delivery.Router{Default: def, Routes: map[string]delivery.Deliverer{}}
+	for _, r := range o.Routes {
+		c, err := newClient(r.Relay, r.TLS, r.Username, r.PasswordFile)
+		if err != nil {
+			return err
+		}
+		for _, d := range r.Domains {
+			router.Routes[strings.ToLower(d)] = c
+		}
+	}
 	q := cfg.Queue
-	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: client, Hostname: cfg.Hostname, Events: a.events,
+	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Hostname: cfg.Hostname, Events: a.events,
 		Logger: a.log, Delivered: a.mailstore.Delivered, Concurrency: q.Concurrency, ScanInterval: q.ScanInterval.Duration,
 		Policy: scheduler.Policy{RetryMin: q.RetryMin.Duration, RetryMax: q.RetryMax.Duration, MaxAge: q.MaxAge.Duration,
 			DelayWarning: q.DelayWarning.Duration}}
 	return nil
+}
+
+// readSecret returns the first line of a file (passwords are kept out of the config file).
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimRight(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("%s: empty", path)
+	}
+	return line, nil
 }
 
 func (a *App) startScheduler() {

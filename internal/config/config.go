@@ -90,7 +90,22 @@ type Queue struct {
 type Outbound struct {
 	SourceIPs  []string `toml:"source_ips"`
 	RemotePort int      `toml:"remote_port"`
-	Relay      string   `toml:"relay"`
+	// Relay, if set, is a smarthost "host:port" that all outbound mail goes through.
+	Relay             string  `toml:"relay"`
+	RelayTLS          string  `toml:"relay_tls"`           // "starttls" (default), "implicit" or "none"
+	RelayUsername     string  `toml:"relay_username"`      // AUTH PLAIN user; "" = no AUTH
+	RelayPasswordFile string  `toml:"relay_password_file"` // file holding the password (first line)
+	Routes            []Route `toml:"routes"`
+}
+
+// Route sends mail for some recipient domains through a relay of its own (for example one
+// provider's domains through a relay service), overriding Relay for them.
+type Route struct {
+	Domains      []string `toml:"domains"`
+	Relay        string   `toml:"relay"`
+	TLS          string   `toml:"tls"`
+	Username     string   `toml:"username"`
+	PasswordFile string   `toml:"password_file"`
 }
 
 // Store selects the database.
@@ -355,8 +370,42 @@ func (c *Config) validateOutbound(v *validator) {
 	if o.RemotePort < 1 || o.RemotePort > 65535 {
 		v.addf("outbound.remote_port", "outbound.remote_port = %d: out of range; allowed 1 to 65535 (25 for real delivery)", o.RemotePort)
 	}
-	if o.Relay != "" {
-		host, port, err := net.SplitHostPort(o.Relay)
+	checkRelay(v, "outbound.relay", o.Relay, "outbound.relay_tls", o.RelayTLS, "outbound.relay_username",
+		o.RelayUsername, o.RelayPasswordFile)
+	seenDomain := map[string]bool{}
+	for i, r := range o.Routes {
+		key := fmt.Sprintf("outbound.routes[%d]", i)
+		if len(r.Domains) == 0 {
+			v.addf(key+".domains", "%s.domains is empty; list the recipient domains this route is for", key)
+		}
+		for _, d := range r.Domains {
+			if msg := checkDomain(d); msg != "" {
+				v.addf(key+".domains", "%s.domains: %q: %s", key, d, msg)
+			} else if seenDomain[strings.ToLower(d)] {
+				v.addf(key+".domains", "%s.domains: %q is already routed by an earlier route", key, d)
+			}
+			seenDomain[strings.ToLower(d)] = true
+		}
+		if r.Relay == "" {
+			v.addf(key+".relay", "%s.relay is required: the HOST:PORT to send these domains through", key)
+		}
+		checkRelay(v, key+".relay", r.Relay, key+".tls", r.TLS, key+".username", r.Username, r.PasswordFile)
+	}
+}
+
+// checkRelay validates a relay address, its TLS mode and its credentials.
+func checkRelay(v *validator, relayKey, relay, tlsKey, tlsMode, userKey, user, passwordFile string) {
+	if !oneOf(tlsMode, "", "starttls", "implicit", "none") {
+		v.addf(tlsKey, "%s = %q: allowed: \"starttls\", \"implicit\", \"none\"", tlsKey, tlsMode)
+	}
+	if user != "" && passwordFile == "" {
+		v.addf(userKey, "%s is set but its password_file is not: name a file holding the password", userKey)
+	}
+	if user != "" && tlsMode == "none" {
+		v.addf(tlsKey, "%s = \"none\" with a username: passwords are only sent over TLS", tlsKey)
+	}
+	if relay != "" {
+		host, port, err := net.SplitHostPort(relay)
 		msg := ""
 		switch {
 		case err != nil:
@@ -369,7 +418,7 @@ func (c *Config) validateOutbound(v *validator) {
 			msg = checkHost(host)
 		}
 		if msg != "" {
-			v.addf("outbound.relay", "outbound.relay = %q: %s; use HOST:PORT such as \"smtp.example.net:587\", or \"\" to deliver directly", o.Relay, msg)
+			v.addf(relayKey, "%s = %q: %s; use HOST:PORT such as \"smtp.example.net:587\", or \"\" to deliver directly", relayKey, relay, msg)
 		}
 	}
 }

@@ -99,6 +99,9 @@ func parse(file string, data []byte) (Config, error) {
 	if len(cfg.Outbound.SourceIPs) == 0 {
 		cfg.Outbound.SourceIPs = nil // "source_ips = []" means the same as leaving it out
 	}
+	if len(cfg.Outbound.Routes) == 0 {
+		cfg.Outbound.Routes = nil
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
 		p := positions.find(und[0])
@@ -200,6 +203,11 @@ func checkSchema(md toml.MetaData, raw map[string]any, pos keyPositions) []*Erro
 				break
 			}
 			t = field.Type
+			if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
+				// An array of tables: its keys are checked against the element type;
+				// the decoder checks their values.
+				t, value = t.Elem(), nil
+			}
 		}
 	}
 	return errs
@@ -269,6 +277,13 @@ func checkType(t reflect.Type, value any) string {
 		}
 		if reflect.Zero(t).OverflowInt(n) {
 			return fmt.Sprintf("integer %d is too large", n)
+		}
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		if list, ok := value.([]any); ok && len(list) == 0 {
+			return "" // "routes = []": none
+		}
+		if _, ok := value.([]map[string]any); !ok {
+			return fmt.Sprintf("expected an array of tables ([[...]]), found %s", tomlTypeName(value))
 		}
 	case t.Kind() == reflect.Slice:
 		list, ok := value.([]any)
@@ -378,7 +393,13 @@ func splitKey(s string) toml.Key {
 	if s == "" {
 		return nil
 	}
-	return toml.Key(strings.Split(s, "."))
+	parts := strings.Split(s, ".")
+	for i, p := range parts {
+		// "routes[1]" names an element of an array of tables; positions are recorded by
+		// key name only, so this points at the key's first occurrence.
+		parts[i], _, _ = strings.Cut(p, "[")
+	}
+	return toml.Key(parts)
 }
 
 // lineIndex holds the byte offset at which each line starts, to turn offsets into

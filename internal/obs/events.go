@@ -52,6 +52,14 @@ type Event struct {
 	Size     int64  `json:"size,omitempty"`
 	ClientIP string `json:"client_ip,omitempty"`
 	User     string `json:"user,omitempty"`
+	// Delivery attempts: the MX's address, TLS version and how it was verified ("dane",
+	// "pkix" or ""), the attempt's duration, and its TLS-RPT result type (RFC 8460).
+	IP          string  `json:"ip,omitempty"`
+	TLS         string  `json:"tls,omitempty"`
+	TLSVerified string  `json:"tls_verified,omitempty"`
+	DurationS   float64 `json:"duration_s,omitempty"`
+	Attempt     int     `json:"attempt,omitempty"`
+	TLSRPT      string  `json:"tlsrpt,omitempty"`
 }
 
 // EventLog appends events to a file. The zero value discards events.

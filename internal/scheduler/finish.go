@@ -93,7 +93,8 @@ func attemptText(a delivery.Attempt) string {
 func (s *Scheduler) event(kind string, e store.QueueEntry, a delivery.Attempt, now time.Time) {
 	s.Events.Emit(obs.Event{Time: now, Event: kind, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt,
 		SourceIP: a.SourceIP, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text,
-		DelayS: now.Sub(time.Unix(e.Created, 0)).Seconds(), Size: e.Size})
+		DelayS: now.Sub(time.Unix(e.Created, 0)).Seconds(), Size: e.Size, IP: a.IP, TLS: a.TLS,
+		TLSVerified: a.TLSVerified, DurationS: a.Duration.Seconds(), Attempt: e.Attempts + 1, TLSRPT: a.TLSRPT})
 	if kind != obs.Delivered {
 		s.Logger.Info("queue: "+kind, "msg_id", e.MsgID, "rcpt", e.Rcpt, "mx", a.MX, "code", a.Code,
 			"enhanced", a.Enhanced, "text", a.Text, "attempts", e.Attempts+1)

@@ -112,7 +112,7 @@ func (c *conn) finish(data []byte) {
 		return
 	}
 
-	d := &store.Delivery{MsgID: msgID, From: tx.from.String(), Body: body, Received: tx.received}
+	d := &store.Delivery{MsgID: msgID, From: tx.from.String(), Body: body, Received: tx.received, RequireTLS: tx.requireTLS}
 	if c.user != nil {
 		d.UserID = c.user.ID
 	}

@@ -53,12 +53,13 @@ type conn struct {
 
 // transaction is the state from MAIL to the end of DATA.
 type transaction struct {
-	from     smtp.Address
-	utf8     bool
-	size     int64 // SIZE= parameter, 0 if none
-	rcpts    []recipient
-	seen     map[string]bool
-	received time.Time
+	from       smtp.Address
+	utf8       bool
+	requireTLS bool  // RFC 8689: deliver onward only over verified TLS
+	size       int64 // SIZE= parameter, 0 if none
+	rcpts      []recipient
+	seen       map[string]bool
+	received   time.Time
 }
 
 type recipient struct {
@@ -334,6 +335,9 @@ func (c *conn) cmdHelo(verb, arg string) {
 	if c.canStartTLS() {
 		lines = append(lines, "STARTTLS")
 	}
+	if c.tls != nil {
+		lines = append(lines, "REQUIRETLS") // RFC 8689 §4.1: only offered over TLS
+	}
 	if c.srv.Mode == Submission && c.tls != nil && c.user == nil {
 		lines = append(lines, "AUTH PLAIN LOGIN")
 	}
@@ -467,6 +471,11 @@ func (c *conn) mailParams(tx *transaction, params string) error {
 				return smtp.Errorf(501, "5.5.4", "SMTPUTF8 takes no value")
 			}
 			tx.utf8 = true
+		case "REQUIRETLS":
+			if c.tls == nil || val != "" {
+				return smtp.Errorf(530, "5.7.10", "REQUIRETLS needs a TLS session") // RFC 8689 §5
+			}
+			tx.requireTLS = true
 		case "AUTH":
 			// RFC 4954 §5: accepted and, from an unauthenticated client, ignored.
 		default:

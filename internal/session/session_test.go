@@ -332,7 +332,18 @@ func TestSubmission(t *testing.T) {
 	c2.expect("220")
 	c2.cmd("EHLO c.test", "250")
 	c2.cmd("AUTH PLAIN "+plain, "235 2.7.0")
-	c2.cmd("MAIL FROM:<alice@a.test>", "250")
+	c2.cmd("MAIL FROM:<alice@a.test> REQUIRETLS", "250")
+	c2.cmd("RCPT TO:<dave@remote.test>", "250")
+	c2.cmd("DATA", "354")
+	c2.cmd("Subject: secret\r\n\r\nx\r\n.", "250")
+	q, _ = e.db.Queue(context.Background())
+	if len(q) != 2 || !q[1].RequireTLS || q[0].RequireTLS {
+		t.Errorf("REQUIRETLS not carried to the queue: %+v", q)
+	}
+	// Without TLS the parameter is refused (RFC 8689 §5).
+	c3 := dial(t, e.mx)
+	c3.cmd("EHLO c.test", "250")
+	c3.cmd("MAIL FROM:<x@r.test> REQUIRETLS", "530 5.7.10")
 }
 
 type plainAuthClient struct{ user, pass string }

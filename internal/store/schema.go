@@ -122,6 +122,16 @@ CREATE TABLE queue (
 CREATE INDEX queue_next ON queue (state, next_attempt);
 CREATE INDEX queue_domain ON queue (domain);
 
+-- MTA-STS policies (RFC 8461 §5) as fetched, so that a policy in force survives restarts
+-- and an attacker who blocks the policy fetch cannot downgrade delivery.
+CREATE TABLE mtasts_policies (
+	domain    TEXT PRIMARY KEY,
+	record_id TEXT NOT NULL,
+	policy    TEXT NOT NULL,
+	expires   INTEGER NOT NULL,
+	fetched   INTEGER NOT NULL
+);
+
 CREATE TRIGGER queue_ref AFTER INSERT ON queue BEGIN
 	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
 END;

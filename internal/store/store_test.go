@@ -210,3 +210,21 @@ func TestDirectorySeesOtherWriters(t *testing.T) {
 		t.Fatalf("after the TTL: %v %v", got, err)
 	}
 }
+
+func TestMTASTSCache(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	if _, ok, err := db.MTASTSGet(ctx, "b.test"); ok || err != nil {
+		t.Fatalf("empty cache: %v %v", ok, err)
+	}
+	exp := time.Unix(1_800_000_000, 0)
+	for _, id := range []string{"1", "2"} {
+		if err := db.MTASTSPut(ctx, "B.test", MTASTSPolicy{RecordID: id, Policy: "version: STSv1\nmode: enforce\n", Expires: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, ok, err := db.MTASTSGet(ctx, "b.test")
+	if !ok || err != nil || p.RecordID != "2" || !p.Expires.Equal(exp) {
+		t.Errorf("cached = %+v %v %v", p, ok, err)
+	}
+}
