@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"testing"
 	"time"
 
 	"github.com/miekg/dns"
@@ -59,14 +61,160 @@ func serveTestZone(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
-	for _, s := range testZone[q.Qtype][name] {
-		rr, err := dns.NewRR(s)
-		if err == nil {
-			m.Answer = append(m.Answer, rr)
-		}
-	}
+	m.Answer = lookupTestZone(name, q.Qtype)
 	if len(m.Answer) == 0 && !nameExists(name) {
 		m.Rcode = dns.RcodeNameError
+	}
+	_ = w.WriteMsg(m)
+}
+
+func lookupTestZone(name string, qtype uint16) []dns.RR {
+	var out []dns.RR
+	for _, s := range testZone[qtype][name] {
+		rr, err := dns.NewRR(s)
+		if err == nil {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+// zone is the DNS of one test: its own records (a.test, b.test, … pointing at the
+// test's own loopback addresses) served by a DNS server of its own, so that tests
+// running in parallel can each have their a.test. Names it does not hold are answered
+// from testZone; everything else is NXDOMAIN.
+type zone struct {
+	t    *testing.T
+	addr string // "127.0.0.1:PORT" (UDP and TCP), for dns.resolver
+
+	mu  sync.Mutex
+	rrs map[string][]dns.RR // by owner name, lower case and fully qualified
+}
+
+// newZone starts an empty zone's DNS server on 127.0.0.1; it stops when the test ends.
+func newZone(t *testing.T) *zone {
+	t.Helper()
+	z := &zone{t: t, rrs: map[string][]dns.RR{}}
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	for i := 0; i < 20; i++ {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+	}
+	if err != nil {
+		t.Fatalf("test DNS: no UDP+TCP port pair on 127.0.0.1: %v", err)
+	}
+	z.addr = pc.LocalAddr().String()
+	z.serve(pc, ln)
+	return z
+}
+
+// listen serves the zone also on IP:53 (UDP and TCP), for daemons that read
+// /etc/resolv.conf, which has no port; it returns the address.
+func (z *zone) listen(ip string) string {
+	z.t.Helper()
+	addr := net.JoinHostPort(ip, "53")
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		z.t.Fatalf("test DNS on %s: %v", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		pc.Close()
+		z.t.Fatalf("test DNS on %s: %v", addr, err)
+	}
+	z.serve(pc, ln)
+	return addr
+}
+
+func (z *zone) serve(pc net.PacketConn, ln net.Listener) {
+	h := dns.HandlerFunc(z.answer)
+	udp := &dns.Server{PacketConn: pc, Handler: h}
+	tcp := &dns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second}
+	go func() { _ = udp.ActivateAndServe() }()
+	go func() { _ = tcp.ActivateAndServe() }()
+	z.t.Cleanup(func() {
+		_ = udp.Shutdown()
+		_ = tcp.Shutdown()
+	})
+}
+
+// add puts records in zone-file syntax into the zone ("b.test. MX 10 mx.b.test.");
+// a record without a TTL gets 60 seconds.
+func (z *zone) add(records ...string) {
+	z.t.Helper()
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for _, s := range records {
+		rr, err := dns.NewRR("$TTL 60\n" + s)
+		if err != nil || rr == nil {
+			z.t.Fatalf("test DNS record %q: %v", s, err)
+		}
+		name := strings.ToLower(rr.Header().Name)
+		z.rrs[name] = append(z.rrs[name], rr)
+	}
+}
+
+// remove deletes every record of the type at the name (dns.TypeANY: all of them).
+func (z *zone) remove(name string, qtype uint16) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	name = strings.ToLower(dns.Fqdn(name))
+	var keep []dns.RR
+	for _, rr := range z.rrs[name] {
+		if qtype != dns.TypeANY && rr.Header().Rrtype != qtype {
+			keep = append(keep, rr)
+		}
+	}
+	if len(keep) == 0 {
+		delete(z.rrs, name)
+	} else {
+		z.rrs[name] = keep
+	}
+}
+
+// mailDomain publishes a mail domain: MX 10 mxHost, mxHost's A record, and an SPF
+// record allowing every loopback address (outbound connections come from the address
+// the kernel picks, usually 127.0.0.1).
+func (z *zone) mailDomain(domain, mxHost, ip string) {
+	z.t.Helper()
+	z.add(
+		fmt.Sprintf("%s. MX 10 %s.", domain, mxHost),
+		fmt.Sprintf("%s. A %s", mxHost, ip),
+		fmt.Sprintf(`%s. TXT "v=spf1 ip4:127.0.0.0/8 -all"`, domain),
+	)
+}
+
+func (z *zone) answer(w dns.ResponseWriter, req *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = true
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		_ = w.WriteMsg(m)
+		return
+	}
+	q := req.Question[0]
+	name := strings.ToLower(q.Name)
+	z.mu.Lock()
+	rrs, exists := z.rrs[name]
+	for _, rr := range rrs {
+		if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
+			m.Answer = append(m.Answer, dns.Copy(rr))
+		}
+	}
+	z.mu.Unlock()
+	if !exists {
+		m.Answer = lookupTestZone(name, q.Qtype)
+		if len(m.Answer) == 0 && !nameExists(name) {
+			m.Rcode = dns.RcodeNameError
+		}
 	}
 	_ = w.WriteMsg(m)
 }

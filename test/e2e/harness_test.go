@@ -71,11 +71,11 @@ func allocIP(t *testing.T) (string, portSet) {
 		if ipAlloc.unprivOnly {
 			ports = highPorts
 		}
-		err := probePorts(ip, ports)
+		err := probePorts(ip, ports.list(), false)
 		if errors.Is(err, syscall.EACCES) && !ipAlloc.unprivOnly {
 			ipAlloc.unprivOnly = true
 			ports = highPorts
-			err = probePorts(ip, ports)
+			err = probePorts(ip, ports.list(), false)
 		}
 		if err == nil {
 			ipAlloc.next++
@@ -87,13 +87,51 @@ func allocIP(t *testing.T) (string, portSet) {
 	return "", portSet{}
 }
 
-func probePorts(ip string, ports portSet) error {
-	for _, p := range ports.list() {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+// allocAddr returns a loopback address of its own for a helper daemon of one test (a DNS
+// server on port 53, an HTTPS server on 443) on which every given TCP port, and with udp
+// also the same UDP ports, is free. Ports below 1024 need root: the test is skipped
+// without it.
+func allocAddr(t *testing.T, udp bool, ports ...int) string {
+	t.Helper()
+	for _, p := range ports {
+		if p < 1024 && os.Geteuid() != 0 {
+			t.Skipf("needs root to bind port %d on loopback", p)
+		}
+	}
+	ipAlloc.Lock()
+	defer ipAlloc.Unlock()
+	if ipAlloc.next == 0 {
+		ipAlloc.next = 2
+		ipAlloc.unprivOnly = os.Geteuid() != 0
+	}
+	for ; ipAlloc.next < 200; ipAlloc.next++ {
+		ip := "127.0.0." + strconv.Itoa(ipAlloc.next)
+		if err := probePorts(ip, ports, udp); err != nil {
+			t.Logf("skipping %s: %v", ip, err)
+			continue
+		}
+		ipAlloc.next++
+		return ip
+	}
+	t.Fatal("no free loopback address in 127.0.0.2-127.0.0.199")
+	return ""
+}
+
+func probePorts(ip string, ports []int, udp bool) error {
+	for _, p := range ports {
+		addr := net.JoinHostPort(ip, strconv.Itoa(p))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
 		}
 		ln.Close()
+		if udp {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return err
+			}
+			pc.Close()
+		}
 	}
 	return nil
 }
@@ -104,18 +142,60 @@ type serverOptions struct {
 	MaxMessageSize      int64 // smtp.max_message_size (default 10 MiB)
 	MaxConnectionsPerIP int   // smtp and imap max_connections_per_ip (default 50)
 	MinFreeDisk         int64 // smtp.min_free_disk; 0 = the server's default
+
+	// Domain is the local domain created with defaultUsers (default testDomain), and
+	// Hostname the server's name (default "mx." + Domain). ExtraDomains are further local
+	// domains, each also with defaultUsers.
+	Domain       string
+	Hostname     string
+	ExtraDomains []string
+
+	DNS        string    // dns.resolver "IP:PORT" (default: the shared test DNS server)
+	RemotePort int       // outbound.remote_port (default: the SMTP port of the test servers)
+	Queue      queueOpts // [queue]; zero fields keep the server's defaults
+	Env        []string  // extra environment of `repute serve` ("SSL_CERT_FILE=…")
+}
+
+// queueOpts are the [queue] settings a test may shorten ("1s"); "" leaves a key out.
+type queueOpts struct {
+	RetryMin, RetryMax, MaxAge, DelayWarning, ScanInterval string
+	Concurrency                                            int
+}
+
+// fastQueue retries within seconds, so that outbound tests need not wait minutes.
+var fastQueue = queueOpts{RetryMin: "1s", RetryMax: "3s", ScanInterval: "1s", DelayWarning: "0s"}
+
+func (q queueOpts) toml() string {
+	var b strings.Builder
+	for _, kv := range []struct{ k, v string }{
+		{"retry_min", q.RetryMin}, {"retry_max", q.RetryMax}, {"max_age", q.MaxAge},
+		{"delay_warning", q.DelayWarning}, {"scan_interval", q.ScanInterval},
+	} {
+		if kv.v != "" {
+			fmt.Fprintf(&b, "%s = %q\n", kv.k, kv.v)
+		}
+	}
+	if q.Concurrency > 0 {
+		fmt.Fprintf(&b, "concurrency = %d\n", q.Concurrency)
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\n[queue]\n" + b.String()
 }
 
 // server is one `repute serve` process with its own config, data directory and address.
 type server struct {
-	t       *testing.T
-	dir     string // everything of this server lives here
-	cfgPath string
-	dataDir string
-	logPath string
-	ip      string
-	ports   portSet
-	opts    serverOptions
+	t        *testing.T
+	dir      string // everything of this server lives here
+	cfgPath  string
+	dataDir  string
+	logPath  string
+	ip       string
+	ports    portSet
+	opts     serverOptions
+	domain   string // the first local domain
+	hostname string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -138,8 +218,20 @@ func newServer(t *testing.T, opts serverOptions) *server {
 	if opts.MaxConnectionsPerIP == 0 {
 		opts.MaxConnectionsPerIP = 50
 	}
+	if opts.Domain == "" {
+		opts.Domain = testDomain
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "mx." + opts.Domain // testHostname for testDomain
+	}
+	if opts.DNS == "" {
+		opts.DNS = dnsAddr
+	}
 	ip, ports := allocIP(t)
-	s := &server{t: t, dir: tempDir(t), ip: ip, ports: ports, opts: opts}
+	if opts.RemotePort == 0 {
+		opts.RemotePort = ports.SMTP
+	}
+	s := &server{t: t, dir: tempDir(t), ip: ip, ports: ports, opts: opts, domain: opts.Domain, hostname: opts.Hostname}
 	s.cfgPath = filepath.Join(s.dir, "repute.toml")
 	s.dataDir = filepath.Join(s.dir, "data")
 	s.logPath = filepath.Join(s.dir, "serve.log")
@@ -148,12 +240,17 @@ func newServer(t *testing.T, opts serverOptions) *server {
 	}
 	t.Cleanup(s.cleanup)
 
-	s.mustCLI("", "domain", "add", testDomain)
-	for _, u := range defaultUsers {
-		s.mustCLI(password(u)+"\n", "user", "add", address(u), "--password-stdin")
+	for _, d := range append([]string{opts.Domain}, opts.ExtraDomains...) {
+		s.mustCLI("", "domain", "add", d)
+		for _, u := range defaultUsers {
+			s.mustCLI(password(u)+"\n", "user", "add", u+"@"+d, "--password-stdin")
+		}
 	}
 	return s
 }
+
+// mailAddr is the address of a default user in the server's first domain.
+func (s *server) mailAddr(local string) string { return local + "@" + s.domain }
 
 // startServer is newServer followed by start.
 func startServer(t *testing.T, opts serverOptions) *server {
@@ -193,6 +290,9 @@ https = ""
 [dns]
 resolver = %q
 
+[outbound]
+remote_port = %d
+
 [smtp]
 max_message_size = %d
 max_recipients = %d
@@ -201,10 +301,10 @@ command_timeout = "5m"
 %s
 [imap]
 max_connections_per_ip = %d
-`, s.t.Name(), testHostname, s.dataDir,
+%s`, s.t.Name(), s.hostname, s.dataDir,
 		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(),
-		dnsAddr, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk),
-		o.MaxConnectionsPerIP)
+		o.DNS, o.RemotePort, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk),
+		o.MaxConnectionsPerIP, o.Queue.toml())
 }
 
 func minFreeDisk(n int64) string {
@@ -284,6 +384,9 @@ func (s *server) start() {
 	fmt.Fprintf(logf, "=== harness: start #%d at %s\n", s.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(reputeBin, "serve", "--config", s.cfgPath)
 	cmd.Dir = s.dir
+	if len(s.opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), s.opts.Env...)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
@@ -432,5 +535,5 @@ func (s *server) tlsConfig(t *testing.T) *tls.Config {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatalf("%s: no PEM certificate", s.certPath())
 	}
-	return &tls.Config{RootCAs: pool, ServerName: testHostname}
+	return &tls.Config{RootCAs: pool, ServerName: s.hostname}
 }
