@@ -40,42 +40,40 @@ type connector func(ctx context.Context) (*session, *failure)
 
 // delivery is one Deliver call.
 type delivery struct {
-	c     *Client
-	start time.Time
+	c      *Client
+	start  time.Time
+	report func([]Attempt) // one call per message
 }
 
 // run opens a session and sends messages over it; when the server drops the connection
 // or refuses more transactions (LIMITS MAILMAX) it opens another for the rest. Every
 // session sends at least one message, so this ends.
-func (d *delivery) run(ctx context.Context, msgs []*Message, connect connector) []Attempt {
-	var out []Attempt
+func (d *delivery) run(ctx context.Context, msgs []*Message, connect connector) {
 	pending := msgs
 	connStart := d.start
 	for len(pending) > 0 {
 		s, f := connect(ctx)
 		if s == nil {
-			return append(out, d.fail(pending, *f)...)
+			d.fail(pending, *f)
+			return
 		}
 		s.setup = d.c.now().Sub(connStart)
-		done, rest := d.sendAll(ctx, s, pending)
+		pending = d.sendAll(ctx, s, pending)
 		s.close(d.c.log)
-		out = append(out, done...)
-		pending = rest
 		connStart = d.c.now()
 	}
-	return out
 }
 
-// fail gives every recipient of msgs the same failure.
-func (d *delivery) fail(msgs []*Message, f failure) []Attempt {
+// fail reports the same failure for every recipient of msgs.
+func (d *delivery) fail(msgs []*Message, f failure) {
 	dur := d.c.now().Sub(d.start)
-	var out []Attempt
 	for _, m := range msgs {
+		out := make([]Attempt, 0, len(m.Rcpts))
 		for _, r := range m.Rcpts {
 			out = append(out, newAttempt(r, f.hop, f.reply, dur))
 		}
+		d.report(out)
 	}
-	return out
 }
 
 func newAttempt(r Recipient, h hop, rp reply, dur time.Duration) Attempt {

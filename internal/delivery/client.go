@@ -73,21 +73,24 @@ type Client struct {
 
 var _ Deliverer = (*Client)(nil)
 
-// Deliver implements Deliverer: one Attempt per recipient of every message.
-func (c *Client) Deliver(ctx context.Context, domain string, msgs []*Message) []Attempt {
+// Deliver implements Deliverer: one Attempt per recipient of every message, reported
+// message by message.
+func (c *Client) Deliver(ctx context.Context, domain string, msgs []*Message, report func([]Attempt)) {
 	if len(msgs) == 0 {
-		return nil
+		return
 	}
 	c.setup()
-	d := &delivery{c: c, start: c.now()}
+	d := &delivery{c: c, start: c.now(), report: report}
 	if c.Relay != "" {
-		return d.run(ctx, msgs, c.relayConnector())
+		d.run(ctx, msgs, c.relayConnector())
+		return
 	}
 	rt, fail := c.route(ctx, domain)
 	if fail != nil {
-		return d.fail(msgs, *fail)
+		d.fail(msgs, *fail)
+		return
 	}
-	return d.run(ctx, msgs, rt.connect)
+	d.run(ctx, msgs, rt.connect)
 }
 
 func (c *Client) setup() {

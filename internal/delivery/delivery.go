@@ -47,9 +47,11 @@ type Attempt struct {
 	TLSRPT      string // TLS-RPT result type for the attempt ("" when nothing to report)
 }
 
-// Deliverer delivers messages to one destination domain and returns one Attempt per
-// recipient of every message, in any order. It must return (with temporary failures) when
-// ctx ends.
+// Deliverer delivers messages to one destination domain. It calls report once per message,
+// as soon as that message's outcome is known, with one Attempt per recipient of it; so a
+// crash in the middle of a long batch repeats at most the messages in flight. report is
+// called from Deliver's goroutine, and Deliver returns once every message was reported. It
+// must return (with temporary failures) when ctx ends.
 type Deliverer interface {
-	Deliver(ctx context.Context, domain string, msgs []*Message) []Attempt
+	Deliver(ctx context.Context, domain string, msgs []*Message, report func([]Attempt))
 }

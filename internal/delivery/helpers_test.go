@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -317,7 +318,7 @@ func (e *env) deliver(domain string, msgs ...*Message) []Attempt {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return e.c.Deliver(ctx, domain, msgs)
+	return collect(ctx, e.c, domain, msgs)
 }
 
 // freePort finds a TCP port free on 127.0.0.1, to be used on other 127/8 addresses too.
@@ -384,4 +385,19 @@ func check(t *testing.T, got []Attempt, wants []want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", w.rcpt, a, w)
 		}
 	}
+}
+
+// collect runs Deliver and gathers the reported attempts, checking that every message is
+// reported exactly once.
+func collect(ctx context.Context, d Deliverer, domain string, msgs []*Message) []Attempt {
+	var out []Attempt
+	reports := 0
+	d.Deliver(ctx, domain, msgs, func(as []Attempt) {
+		reports++
+		out = append(out, as...)
+	})
+	if reports != len(msgs) {
+		panic(fmt.Sprintf("Deliver reported %d times for %d messages", reports, len(msgs)))
+	}
+	return out
 }

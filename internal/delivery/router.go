@@ -14,9 +14,10 @@ type Router struct {
 }
 
 // Deliver implements Deliverer.
-func (r Router) Deliver(ctx context.Context, domain string, msgs []*Message) []Attempt {
+func (r Router) Deliver(ctx context.Context, domain string, msgs []*Message, report func([]Attempt)) {
 	if d, ok := r.Routes[strings.ToLower(domain)]; ok {
-		return d.Deliver(ctx, domain, msgs)
+		d.Deliver(ctx, domain, msgs, report)
+		return
 	}
-	return r.Default.Deliver(ctx, domain, msgs)
+	r.Default.Deliver(ctx, domain, msgs, report)
 }

@@ -8,16 +8,17 @@ import (
 )
 
 // sendAll sends msgs over s, one transaction per message (more if the server limits
-// recipients per transaction), until the connection breaks or LIMITS MAILMAX is reached;
-// rest is what was not attempted. The first message is always attempted.
-func (d *delivery) sendAll(ctx context.Context, s *session, msgs []*Message) (done []Attempt, rest []*Message) {
+// recipients per transaction), reporting each message's outcome as it is known, until the
+// connection breaks or LIMITS MAILMAX is reached; rest is what was not attempted. The
+// first message is always attempted.
+func (d *delivery) sendAll(ctx context.Context, s *session, msgs []*Message) (rest []*Message) {
 	for i, m := range msgs {
 		if i > 0 && (s.client.Botched() || ctx.Err() != nil || s.atMailLimit()) {
-			return done, msgs[i:]
+			return msgs[i:]
 		}
-		done = append(done, d.sendOne(ctx, s, m)...)
+		d.report(d.sendOne(ctx, s, m))
 	}
-	return done, nil
+	return nil
 }
 
 func (d *delivery) sendOne(ctx context.Context, s *session, m *Message) []Attempt {

@@ -13,32 +13,24 @@ import (
 	"github.com/repute-mail/repute/internal/store"
 )
 
-// finish records the attempts of one batch and frees its entries for the next dispatch.
-func (s *Scheduler) finish(r result, inflight map[int64]bool, perDomain map[string]int) {
-	defer func() {
-		for id := range r.b.entries {
-			delete(inflight, id)
-		}
-		if perDomain[r.b.domain]--; perDomain[r.b.domain] <= 0 {
-			delete(perDomain, r.b.domain)
-		}
-	}()
+// record applies attempts reported for entries of batch b: delivered entries leave the
+// queue, temporary failures wait, permanent ones (and expired entries) bounce with a notice.
+// reported collects the entries seen so far.
+func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[int64]bool) {
 	// Recording must not be cut short by shutdown: use a context of its own.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	now := s.Now()
-	byID := map[int64]delivery.Attempt{}
-	for _, a := range r.attempts {
-		byID[a.QueueID] = a
-	}
 	var outs []store.Outcome
 	bounces := map[string][]failure{} // by msg id
 	warns := map[string][]failure{}
-	for id, e := range r.b.entries {
-		a, ok := byID[id]
-		if !ok {
-			a = delivery.Attempt{QueueID: id, Rcpt: e.Rcpt, Text: "no result from delivery (interrupted)"}
+	for _, a := range attempts {
+		e, ok := b.entries[a.QueueID]
+		if !ok || reported[a.QueueID] {
+			continue // not ours, or reported twice: the first report stands
 		}
+		reported[a.QueueID] = true
+		id := a.QueueID
 		switch {
 		case a.Code >= 200 && a.Code < 300:
 			outs = append(outs, store.Outcome{ID: id, Delivered: true})

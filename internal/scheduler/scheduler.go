@@ -94,10 +94,8 @@ type batch struct {
 	entries map[int64]store.QueueEntry
 }
 
-type result struct {
-	b        *batch
-	attempts []delivery.Attempt
-}
+// result tells the loop that a batch is finished (and its outcomes recorded).
+type result struct{ b *batch }
 
 // Run delivers until ctx ends, then waits for the deliveries in progress (each bounded by
 // its own timeouts) before returning.
@@ -122,14 +120,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			for running > 0 {
 				r := <-results
 				running--
-				s.finish(r, inflight, perDomain)
+				release(r.b, inflight, perDomain)
 			}
 			return nil
 		case <-s.wake:
 		case <-timer.C:
 		case r := <-results:
 			running--
-			s.finish(r, inflight, perDomain)
+			release(r.b, inflight, perDomain)
 		}
 	}
 }
@@ -193,17 +191,67 @@ func (s *Scheduler) dispatch(ctx context.Context, inflight map[int64]bool, perDo
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results <- result{b: b, attempts: s.deliver(ctx, b)}
+				s.work(ctx, b)
+				results <- result{b: b}
 			}()
 		}
 	}
 }
 
+// release frees a finished batch's entries for the next dispatch.
+func release(b *batch, inflight map[int64]bool, perDomain map[string]int) {
+	for id := range b.entries {
+		delete(inflight, id)
+	}
+	if perDomain[b.domain]--; perDomain[b.domain] <= 0 {
+		delete(perDomain, b.domain)
+	}
+}
+
+// work delivers one batch. Outcomes are recorded as they are reported, by a recorder
+// goroutine that folds whatever has arrived into one write, so delivery never waits for
+// the disk and a crash repeats only the few messages not yet recorded.
+func (s *Scheduler) work(ctx context.Context, b *batch) {
+	reports := make(chan []delivery.Attempt, 64)
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		reported := map[int64]bool{}
+		for as := range reports {
+		more:
+			for {
+				select {
+				case x, ok := <-reports:
+					if !ok {
+						break more
+					}
+					as = append(as, x...)
+				default:
+					break more
+				}
+			}
+			s.record(b, as, reported)
+		}
+		// Entries the Deliverer never reported (it was interrupted) are retried.
+		var missing []delivery.Attempt
+		for id, e := range b.entries {
+			if !reported[id] {
+				missing = append(missing, delivery.Attempt{QueueID: id, Rcpt: e.Rcpt, Text: "delivery interrupted before a result"})
+			}
+		}
+		if len(missing) > 0 {
+			s.record(b, missing, reported)
+		}
+	}()
+	s.deliver(ctx, b, func(as []delivery.Attempt) { reports <- as })
+	close(reports)
+	<-recorded
+}
+
 // deliver loads the bodies of a batch and runs the Deliverer.
-func (s *Scheduler) deliver(ctx context.Context, b *batch) []delivery.Attempt {
+func (s *Scheduler) deliver(ctx context.Context, b *batch, report func([]delivery.Attempt)) {
 	byMsg := map[string]*delivery.Message{}
 	var msgs []*delivery.Message
-	var failed []delivery.Attempt
 	ids := make([]int64, 0, len(b.entries))
 	for id := range b.entries {
 		ids = append(ids, id)
@@ -215,7 +263,7 @@ func (s *Scheduler) deliver(ctx context.Context, b *batch) []delivery.Attempt {
 		if m == nil {
 			body, err := s.DB.Blob(ctx, e.BlobID)
 			if err != nil {
-				failed = append(failed, delivery.Attempt{QueueID: id, Rcpt: e.Rcpt, Text: "reading the queued message: " + err.Error()})
+				report([]delivery.Attempt{{QueueID: id, Rcpt: e.Rcpt, Text: "reading the queued message: " + err.Error()}})
 				continue
 			}
 			m = &delivery.Message{ID: e.MsgID, From: e.From, Body: body, RequireTLS: e.RequireTLS}
@@ -224,8 +272,7 @@ func (s *Scheduler) deliver(ctx context.Context, b *batch) []delivery.Attempt {
 		}
 		m.Rcpts = append(m.Rcpts, delivery.Recipient{QueueID: id, Address: e.Rcpt})
 	}
-	if len(msgs) == 0 {
-		return failed
+	if len(msgs) > 0 {
+		s.Deliverer.Deliver(ctx, b.domain, msgs, report)
 	}
-	return append(failed, s.Deliverer.Deliver(ctx, b.domain, msgs)...)
 }

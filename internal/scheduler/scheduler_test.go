@@ -25,7 +25,7 @@ type scripted struct {
 	hold    chan struct{} // if set, Deliver waits for it
 }
 
-func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.Message) []delivery.Attempt {
+func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.Message, report func([]delivery.Attempt)) {
 	d.calls.Add(1)
 	n := d.active.Add(1)
 	defer d.active.Add(-1)
@@ -41,15 +41,15 @@ func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.
 		case <-ctx.Done():
 		}
 	}
-	var out []delivery.Attempt
 	for _, m := range msgs {
+		var out []delivery.Attempt
 		for _, r := range m.Rcpts {
 			a := d.answer(r.Address)
 			a.QueueID, a.Rcpt = r.QueueID, r.Address
 			out = append(out, a)
 		}
+		report(out)
 	}
-	return out
 }
 
 type fixture struct {
