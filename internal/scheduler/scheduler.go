@@ -29,6 +29,10 @@ import (
 	"github.com/repute-mail/repute/internal/store"
 )
 
+// leaseTime bounds one batch's delivery; an entry whose lease ends without an outcome (its
+// process died) is due again.
+const leaseTime = 30 * time.Minute
+
 // Scheduler delivers the outbound queue. Set the fields, then Run.
 type Scheduler struct {
 	DB        *store.DB
@@ -107,6 +111,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	running := 0
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if err := s.DB.QueueClearLeases(ctx); err != nil {
+		s.Logger.Error("queue: clearing leases failed", "err", err)
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -149,14 +156,52 @@ func (s *Scheduler) resetTimer(ctx context.Context, t *time.Timer) {
 	t.Reset(wait)
 }
 
-// dispatch starts workers for due entries that are not already being delivered.
+// dispatch starts workers for due entries, round-robin over destination domains, until
+// the concurrency limits are reached or nothing more is due.
 func (s *Scheduler) dispatch(ctx context.Context, inflight map[int64]bool, perDomain map[string]int,
 	running *int, results chan<- result, wg *sync.WaitGroup) {
-	limit := (s.Concurrency - *running) * s.BatchSize * 2
-	due, err := s.DB.QueueDue(ctx, s.Now(), limit+len(inflight))
+	for pass := 0; pass < 4 && *running < s.Concurrency; pass++ {
+		start := s.plan(ctx, inflight, perDomain, *running)
+		if len(start) == 0 {
+			return
+		}
+		// Lease before delivering, so that no outcome can be overwritten by the lease.
+		var ids []int64
+		for _, b := range start {
+			for id := range b.entries {
+				inflight[id] = true
+				ids = append(ids, id)
+			}
+		}
+		if err := s.DB.QueueLease(ctx, ids, s.Now().Add(leaseTime)); err != nil {
+			s.Logger.Warn("queue: leasing entries failed; delivering anyway", "err", err)
+		}
+		for _, b := range start {
+			*running++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.work(ctx, b)
+				results <- result{b: b}
+			}()
+		}
+	}
+}
+
+// plan reads due entries of destinations that can take another connection and groups
+// them into the batches to start now (counting them in perDomain).
+func (s *Scheduler) plan(ctx context.Context, inflight map[int64]bool, perDomain map[string]int, running int) []*batch {
+	var full []string
+	for d, n := range perDomain {
+		if n >= s.PerDomain {
+			full = append(full, d)
+		}
+	}
+	free := s.Concurrency - running
+	due, err := s.DB.QueueDue(ctx, s.Now(), free*s.BatchSize, full)
 	if err != nil {
 		s.Logger.Error("queue: reading due entries failed", "err", err)
-		return
+		return nil
 	}
 	batches := map[string][]*batch{}
 	var order []string
@@ -174,28 +219,20 @@ func (s *Scheduler) dispatch(ctx context.Context, inflight map[int64]bool, perDo
 		}
 		bs[len(bs)-1].entries[e.ID] = e
 	}
-	for progress := true; progress && *running < s.Concurrency; {
+	var start []*batch
+	for progress := true; progress && len(start) < free; {
 		progress = false
-		for _, d := range order { // round-robin over domains, one batch each per round
-			if *running >= s.Concurrency || perDomain[d] >= s.PerDomain || len(batches[d]) == 0 {
+		for _, d := range order { // one batch per domain per round
+			if len(start) >= free || perDomain[d] >= s.PerDomain || len(batches[d]) == 0 {
 				continue
 			}
-			b := batches[d][0]
+			start = append(start, batches[d][0])
 			batches[d] = batches[d][1:]
-			for id := range b.entries {
-				inflight[id] = true
-			}
 			perDomain[d]++
-			*running++
 			progress = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.work(ctx, b)
-				results <- result{b: b}
-			}()
 		}
 	}
+	return start
 }
 
 // release frees a finished batch's entries for the next dispatch.

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ type scripted struct {
 	active  atomic.Int64
 	maxSeen atomic.Int64
 	hold    chan struct{} // if set, Deliver waits for it
+	holdFor string        // if set, only deliveries to this domain wait
 }
 
 func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.Message, report func([]delivery.Attempt)) {
@@ -35,7 +37,7 @@ func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.
 			break
 		}
 	}
-	if d.hold != nil {
+	if d.hold != nil && (d.holdFor == "" || d.holdFor == domain) {
 		select {
 		case <-d.hold:
 		case <-ctx.Done():
@@ -258,6 +260,33 @@ func TestConcurrencyBounds(t *testing.T) {
 	if c := d.calls.Load(); c < 9 {
 		t.Errorf("%d Deliver calls for 27 recipients in batches of 3", c)
 	}
+}
+
+// A destination with a backlog larger than it can take must not hold up the others.
+func TestNoStarvation(t *testing.T) {
+	d := &scripted{hold: make(chan struct{}), holdFor: "big.test", answer: func(string) delivery.Attempt { return delivery.Attempt{Code: 250} }}
+	f := newFixture(t, d)
+	f.sched.PerDomain = 1
+	var big []string
+	for i := 0; i < 40; i++ {
+		big = append(big, fmt.Sprintf("u%d@big.test", i))
+	}
+	f.queue(t, "alice@a.test", big...)
+	f.queue(t, "alice@a.test", "v@small.test")
+	f.run(t)
+	waitFor(t, "small.test to be delivered while big.test is stuck", func() bool {
+		for _, e := range f.entries(t) {
+			if e.Domain == "small.test" {
+				return false
+			}
+		}
+		return true
+	})
+	if got := d.active.Load(); got != 1 {
+		t.Errorf("%d deliveries to big.test at once, want its limit 1", got)
+	}
+	close(d.hold)
+	waitFor(t, "the queue to drain", func() bool { return len(f.entries(t)) == 0 })
 }
 
 var _ = sql.ErrNoRows

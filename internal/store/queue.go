@@ -82,15 +82,50 @@ func (db *DB) QueueGet(ctx context.Context, id int64) (QueueEntry, error) {
 	return es[0], nil
 }
 
-// QueueDue returns up to limit queued (not held) entries whose next attempt is due at now,
-// soonest first.
-func (db *DB) QueueDue(ctx context.Context, now time.Time, limit int) ([]QueueEntry, error) {
-	rows, err := db.rdb.QueryContext(ctx, `SELECT `+queueColumns+` FROM queue q JOIN blobs b ON b.id = q.blob_id
-		WHERE q.state = 'queued' AND q.next_attempt <= ? ORDER BY q.next_attempt, q.id LIMIT ?`, now.Unix(), limit)
+// QueueDue returns up to limit queued (not held, not leased) entries whose next attempt is
+// due at now, soonest first, leaving out the domains in exclude (destinations that cannot
+// take more connections now, so that they do not crowd out the others). Size is not
+// filled in.
+func (db *DB) QueueDue(ctx context.Context, now time.Time, limit int, exclude []string) ([]QueueEntry, error) {
+	q := `SELECT ` + strings.Replace(queueColumns, "b.size", "0", 1) + ` FROM queue q
+		WHERE q.state = 'queued' AND q.next_attempt <= ?`
+	args := []any{now.Unix()}
+	if len(exclude) > 0 {
+		q += ` AND q.domain NOT IN (?` + strings.Repeat(",?", len(exclude)-1) + `)`
+		for _, d := range exclude {
+			args = append(args, d)
+		}
+	}
+	rows, err := db.rdb.QueryContext(ctx, q+` ORDER BY q.next_attempt, q.id LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("due queue entries: %w", err)
 	}
 	return scanQueue(rows)
+}
+
+// QueueLease marks entries as being delivered until until: their next attempt moves to the
+// lease's end, so QueueDue skips them, and a lease that is never released (the process
+// died) simply expires. Recording an outcome ends the lease.
+func (db *DB) QueueLease(ctx context.Context, ids []int64, until time.Time) error {
+	return db.Write(ctx, func(tx *sql.Tx) error {
+		st := db.wstmt(tx, qQueueLease)
+		for _, id := range ids {
+			if _, err := st.Exec(until.Unix(), id); err != nil {
+				return fmt.Errorf("lease queue entry %d: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// QueueClearLeases makes every leased entry due now: on start-up of the only process that
+// delivers this queue, nothing is being delivered, and what was in flight when the last
+// process stopped is tried again at once.
+func (db *DB) QueueClearLeases(ctx context.Context) error {
+	return db.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE queue SET lease = 0, next_attempt = MIN(next_attempt, ?) WHERE lease != 0`, db.now().Unix())
+		return err
+	})
 }
 
 // QueueNextDue returns when the next queued entry is due, and false if there is none.
@@ -130,14 +165,13 @@ type Outcome struct {
 // removed, deferred ones get their next attempt and last error.
 func (db *DB) QueueRecord(ctx context.Context, now time.Time, outs []Outcome) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
+		del, def := db.wstmt(tx, qQueueDelete), db.wstmt(tx, qQueueDefer)
 		for _, o := range outs {
 			var err error
 			if o.Delivered {
-				_, err = tx.Exec(`DELETE FROM queue WHERE id = ?`, o.ID)
+				_, err = del.Exec(o.ID)
 			} else {
-				_, err = tx.Exec(`UPDATE queue SET attempts = attempts + 1, last_attempt = ?, next_attempt = ?,
-					last_code = ?, last_error = ?, last_mx = ? WHERE id = ?`,
-					now.Unix(), o.NextAttempt.Unix(), o.Code, o.Text, o.MX, o.ID)
+				_, err = def.Exec(now.Unix(), o.NextAttempt.Unix(), o.Code, o.Text, o.MX, o.ID)
 			}
 			if err != nil {
 				return fmt.Errorf("record outcome of queue entry %d: %w", o.ID, err)

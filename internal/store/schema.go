@@ -90,6 +90,10 @@ CREATE TABLE messages (
 	UNIQUE (mailbox_id, uid)
 );
 
+-- Deleting a body checks the foreign keys that point at it: without these indexes every
+-- delivered or expunged message would scan both tables.
+CREATE INDEX messages_blob ON messages (blob_id);
+
 CREATE TRIGGER messages_ref AFTER INSERT ON messages BEGIN
 	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
 END;
@@ -117,10 +121,12 @@ CREATE TABLE queue (
 	last_error   TEXT NOT NULL DEFAULT '',        -- last reply or failure, as the admin sees it
 	last_mx      TEXT NOT NULL DEFAULT '',
 	warned       INTEGER NOT NULL DEFAULT 0,      -- delay notice sent
-	requiretls   INTEGER NOT NULL DEFAULT 0       -- RFC 8689
+	requiretls   INTEGER NOT NULL DEFAULT 0,      -- RFC 8689
+	lease        INTEGER NOT NULL DEFAULT 0       -- being delivered until (unix seconds); 0 = not
 );
 CREATE INDEX queue_next ON queue (state, next_attempt);
 CREATE INDEX queue_domain ON queue (domain);
+CREATE INDEX queue_blob ON queue (blob_id);
 
 -- MTA-STS policies (RFC 8461 §5) as fetched, so that a policy in force survives restarts
 -- and an attacker who blocks the policy fetch cannot downgrade delivery.

@@ -22,7 +22,11 @@ const (
 	qNextUID      = `UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`
 	qInsertMsg    = `INSERT INTO messages (mailbox_id, uid, blob_id, flags, internal_date, size) VALUES (?, ?, ?, ?, ?, ?)`
 	qMailboxNamed = `SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`
-	qInsertQueue  = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt, requiretls)
+	qQueueDelete  = `DELETE FROM queue WHERE id = ?`
+	qQueueDefer   = `UPDATE queue SET attempts = attempts + 1, last_attempt = ?, next_attempt = ?, lease = 0,
+		last_code = ?, last_error = ?, last_mx = ? WHERE id = ?`
+	qQueueLease  = `UPDATE queue SET lease = ?1, next_attempt = ?1 WHERE id = ?2`
+	qInsertQueue = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt, requiretls)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	qGeneration = `SELECT accounts FROM generation WHERE id = 1`
@@ -30,8 +34,9 @@ const (
 )
 
 var (
-	writeQueries = []string{qSavepoint, qRelease, qRollbackTo, qInsertBlob, qNextUID, qInsertMsg, qMailboxNamed, qInsertQueue}
-	readQueries  = []string{qGeneration, qLogin}
+	writeQueries = []string{qSavepoint, qRelease, qRollbackTo, qInsertBlob, qNextUID, qInsertMsg, qMailboxNamed, qInsertQueue,
+		qQueueDelete, qQueueDefer, qQueueLease}
+	readQueries = []string{qGeneration, qLogin}
 )
 
 func prepareAll(ctx context.Context, db *sql.DB, queries []string) (map[string]*sql.Stmt, error) {

@@ -90,6 +90,7 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "cache_size(-32768)") // 32 MiB of page cache per connection
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {

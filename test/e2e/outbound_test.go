@@ -387,11 +387,8 @@ func appendDecoded(b *strings.Builder, raw []byte, depth int) {
 		}
 	}
 	b.WriteString("\n")
-	appendBody(b, textproto(msg.Header), msg.Body, depth)
+	appendBody(b, msg.Header.Get, msg.Body, depth)
 }
-
-// textproto adapts mail.Header to the part of multipart.Part's header used here.
-func textproto(h mail.Header) func(string) string { return h.Get }
 
 func appendBody(b *strings.Builder, get func(string) string, body io.Reader, depth int) {
 	var r io.Reader = body

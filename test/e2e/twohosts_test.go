@@ -201,7 +201,9 @@ func bDownAndBack(t *testing.T, a, b *server) {
 
 	// hold: no attempts while held.
 	a.cliT(t, "", "queue", "hold", string(e.ID))
-	held := a.waitQueueEntry(t, "bob@b.test", 5*time.Second, "state hold", func(e queueEntry) bool { return e.State == "hold" })
+	a.waitQueueEntry(t, "bob@b.test", 5*time.Second, "state hold", func(e queueEntry) bool { return e.State == "hold" })
+	time.Sleep(time.Second) // an attempt already under way may still be recorded
+	held := a.queueFor(t, "bob@b.test")[0]
 	time.Sleep(4500 * time.Millisecond) // longer than retry_max + scan_interval
 	if now := a.queueFor(t, "bob@b.test"); len(now) != 1 || now[0].Attempts != held.Attempts || now[0].State != "hold" {
 		t.Errorf("held entry changed: before %s, now %v", held, now)
