@@ -1,6 +1,6 @@
 # The test command of the README's quick start; .ci/run runs exactly `make test`.
 GO ?= go
-CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/...
+CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/...
 
 .PHONY: build test vet fmt-check race fuzz bench
 
@@ -27,6 +27,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./internal/smtp
 	$(GO) test -run XXX -fuzz FuzzSession -fuzztime $(FUZZTIME) ./internal/session
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run XXX -fuzz FuzzCompose -fuzztime $(FUZZTIME) ./internal/dsn
+	$(GO) test -run XXX -fuzz FuzzRanges -fuzztime $(FUZZTIME) ./internal/imapsrv
+	$(GO) test -run XXX -fuzz FuzzNormalizeName -fuzztime $(FUZZTIME) ./internal/mailstore
 
 bench:
 	bash bench/inbound.sh
