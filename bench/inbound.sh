@@ -28,6 +28,7 @@
 # servers resolve names through a stub on 127.0.0.1 (dnsstub.py) and run with a private
 # /etc/resolv.conf that points at loopback.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 N=${N:-5000} C=${C:-50} SIZE=${SIZE:-4096} ROUNDS=${ROUNDS:-3}
 PORT_A=${PORT_A:-24525} PORT_IMAP=${PORT_IMAP:-24143} PORT_B=${PORT_B:-24526}
@@ -183,33 +184,7 @@ smtputf8_enable = yes
 maillog_file_prefixes = $PF
 maillog_file = $PF/maillog
 CFG
-cat > "$PF/etc/master.cf" <<CFG
-$IP:$PORT_B inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-CFG
+postfix_master_cf "$PF/etc/master.cf" "$IP:$PORT_B"
 postfix -c "$PF/etc" set-permissions >/dev/null 2>&1 || true
 postfix -c "$PF/etc" check
 "${PRIVATE_DNS[@]}" postfix -c "$PF/etc" start >/dev/null 2>&1

@@ -40,6 +40,7 @@
 # postsuper, postqueue) and python3. Never touches /etc/postfix or system services; only
 # 127.0.0.1 is used, and the daemons get a private /etc/resolv.conf naming loopback.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 N=${N:-20000} SIZE=${SIZE:-4096} ROUNDS=${ROUNDS:-3} C=${C:-20} INJECT_PAR=${INJECT_PAR:-4}
 ROUTE=${ROUTE:-relay}
@@ -252,33 +253,7 @@ append_dot_mydomain = no
 maillog_file_prefixes = $PF
 maillog_file = $PF/maillog
 CFG
-cat > "$PF/etc/master.cf" <<CFG
-$IP:$PORT_B inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-CFG
+postfix_master_cf "$PF/etc/master.cf" "$IP:$PORT_B"
 postfix -c "$PF/etc" check
 "${PRIVATE_DNS[@]}" postfix -c "$PF/etc" start >/dev/null 2>&1
 wait_port "$PORT_B"

@@ -21,8 +21,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"io"
@@ -289,7 +287,7 @@ func (in *injection) run(ctx context.Context, opts sendmailOpts, data []byte) er
 	if err != nil {
 		return err
 	}
-	msgID := newMsgID(in.now)
+	msgID := store.NewID(in.now)
 	d := &store.Delivery{
 		MsgID:    msgID,
 		From:     sender.String(),
@@ -474,20 +472,6 @@ func (in *injection) logAccepted(d *store.Delivery, rcpts []smtp.Address) {
 	for _, r := range d.Remote {
 		in.events.Emit(obs.Event{Time: in.now, Event: obs.Queued, MsgID: d.MsgID, From: d.From, Rcpt: r, Size: size})
 	}
-}
-
-var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// newMsgID returns a unique message id that sorts by time, in the form the SMTP session
-// uses: 48 bits of milliseconds and 32 random bits.
-func newMsgID(now time.Time) string {
-	var b [10]byte
-	ts := uint64(now.UnixMilli())
-	for i := 0; i < 6; i++ {
-		b[i] = byte(ts >> (40 - 8*i))
-	}
-	rand.Read(b[6:])
-	return idEncoding.EncodeToString(b[:])
 }
 
 // readMessage reads the message from r: line endings become CRLF, a bare CR is refused

@@ -185,32 +185,22 @@ func (db *DB) QueueRecord(ctx context.Context, now time.Time, outs []Outcome) er
 // the delivery status notification for their sender (dsn may be nil: no notice, e.g. for
 // a null-sender message). Either both happen or neither does.
 func (db *DB) QueueBounce(ctx context.Context, ids []int64, dsn *Delivery) ([]Stored, error) {
-	var stored []Stored
-	err := db.Write(ctx, func(tx *sql.Tx) error {
-		stored = nil
-		for _, id := range ids {
-			if _, err := tx.Exec(`DELETE FROM queue WHERE id = ?`, id); err != nil {
-				return fmt.Errorf("remove bounced entry %d: %w", id, err)
-			}
-		}
-		if dsn == nil {
-			return nil
-		}
-		var err error
-		stored, err = db.acceptTx(tx, dsn)
-		return err
-	})
-	return stored, err
+	return db.queueWithNotice(ctx, `DELETE FROM queue WHERE id = ?`, ids, dsn)
 }
 
 // QueueWarn marks entries whose sender was told of the delay and stores that notice.
 func (db *DB) QueueWarn(ctx context.Context, ids []int64, notice *Delivery) ([]Stored, error) {
+	return db.queueWithNotice(ctx, `UPDATE queue SET warned = 1 WHERE id = ?`, ids, notice)
+}
+
+// queueWithNotice runs stmt for each id and stores notice, in one transaction.
+func (db *DB) queueWithNotice(ctx context.Context, stmt string, ids []int64, notice *Delivery) ([]Stored, error) {
 	var stored []Stored
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		stored = nil
 		for _, id := range ids {
-			if _, err := tx.Exec(`UPDATE queue SET warned = 1 WHERE id = ?`, id); err != nil {
-				return fmt.Errorf("mark entry %d warned: %w", id, err)
+			if _, err := tx.Exec(stmt, id); err != nil {
+				return fmt.Errorf("queue entry %d: %w", id, err)
 			}
 		}
 		if notice == nil {
