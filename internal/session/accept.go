@@ -107,6 +107,16 @@ func (c *conn) finish(data []byte) {
 	}
 	b.Write(data)
 	body := b.Bytes()
+	if c.srv.Mode == Submission && c.srv.Sign != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		signed, err := c.srv.Sign(ctx, body)
+		cancel()
+		if err != nil {
+			c.replyErr(smtp.Wrap(451, "4.7.0", "Cannot sign the message now, try again later", err))
+			return
+		}
+		body = signed
+	}
 	if int64(len(body)) > c.srv.MaxMessageSize+4096 {
 		c.replyErr(smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size"))
 		return

@@ -65,6 +65,9 @@ type Server struct {
 	DB             *store.DB
 	Delivered      func([]store.Stored) // told after every local delivery (IMAP notifications)
 	Queued         func()               // told after mail was queued for remote recipients
+	// Sign adds DKIM signatures to submitted mail (nil: no signing). An error refuses
+	// the message with a temporary failure rather than send it unsigned.
+	Sign func(ctx context.Context, msg []byte) ([]byte, error)
 	Authenticate   Authenticator
 	Events         *obs.EventLog
 	Logger         *slog.Logger

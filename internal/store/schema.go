@@ -16,6 +16,20 @@ CREATE TABLE domains (
 	created INTEGER NOT NULL           -- unix seconds
 );
 
+-- DKIM keys per domain (RFC 6376). The private key is PKCS#8 PEM. state: "active" keys
+-- sign; "pending" keys wait until their DNS record is visible (rotation); "retired" keys no
+-- longer sign but stay listed so that their record is kept published for a grace period.
+CREATE TABLE dkim_keys (
+	id          INTEGER PRIMARY KEY,
+	domain_id   INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+	selector    TEXT NOT NULL,
+	algorithm   TEXT NOT NULL,            -- "rsa" or "ed25519"
+	private_pem BLOB NOT NULL,
+	state       TEXT NOT NULL DEFAULT 'active',
+	created     INTEGER NOT NULL,
+	UNIQUE (domain_id, selector)
+);
+
 CREATE TABLE users (
 	id            INTEGER PRIMARY KEY,
 	address       TEXT NOT NULL UNIQUE,  -- local@domain, domain lower-case

@@ -228,3 +228,22 @@ func TestMTASTSCache(t *testing.T) {
 		t.Errorf("cached = %+v %v %v", p, ok, err)
 	}
 }
+
+func TestDKIMKeys(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	db.AddDomain(ctx, "a.test")
+	if err := db.AddDKIMKey(ctx, DKIMKey{Domain: "A.test", Selector: "r2026a", Algorithm: "rsa", PrivatePEM: []byte("pem")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddDKIMKey(ctx, DKIMKey{Domain: "a.test", Selector: "r2026a", Algorithm: "rsa", PrivatePEM: []byte("x")}); !errors.Is(err, ErrExists) {
+		t.Errorf("duplicate selector: %v", err)
+	}
+	if err := db.AddDKIMKey(ctx, DKIMKey{Domain: "nope.test", Selector: "s", Algorithm: "rsa", PrivatePEM: []byte("x")}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown domain: %v", err)
+	}
+	ks, err := db.DKIMKeys(ctx, "a.test")
+	if err != nil || len(ks) != 1 || ks[0].State != KeyActive || string(ks[0].PrivatePEM) != "pem" {
+		t.Errorf("keys = %+v, %v", ks, err)
+	}
+}
