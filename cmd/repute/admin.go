@@ -63,16 +63,27 @@ func printJSON(w io.Writer, v any) error {
 func unix(t int64) string { return time.Unix(t, 0).UTC().Format(time.RFC3339) }
 
 func cmdDomainAdd(e *env, args []string) error {
-	pos, err := parseFlags(stdFlags(e, "domain add", false), args)
+	fs := stdFlags(e, "domain add", false)
+	ed := fs.Bool("ed25519", false, "also sign with an Ed25519 key (RFC 8463)")
+	pos, err := parseFlags(fs, args)
 	if err != nil || len(pos) != 1 {
 		return errUsage
 	}
 	return withStore(e, func(ctx context.Context, db *store.DB) error {
 		d, err := db.AddDomain(ctx, pos[0])
-		if err == nil {
-			fmt.Fprintf(e.stdout, "domain %s added\n", d.Name)
+		if err != nil {
+			return err
 		}
-		return err
+		keys, err := addDomainKeys(ctx, db, d.Name, *ed, time.Now())
+		if err != nil {
+			return fmt.Errorf("domain %s added, but its DKIM keys were not: %w", d.Name, err)
+		}
+		fmt.Fprintf(e.stdout, "domain %s added\n", d.Name)
+		for _, k := range keys {
+			fmt.Fprintf(e.stdout, "DKIM %s key %s: publish this record (all records: repute dns records %s)\n%s\n",
+				k.Algorithm, k.Selector, d.Name, k.ZoneLine())
+		}
+		return nil
 	})
 }
 

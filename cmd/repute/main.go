@@ -43,7 +43,7 @@ func commands() map[string]*command {
 			"check": {usage: "config check [--config FILE]: validate the configuration file", run: cmdConfigCheck},
 		}},
 		"domain": {subs: map[string]*command{
-			"add":  {usage: "domain add DOMAIN", run: cmdDomainAdd},
+			"add":  {usage: "domain add DOMAIN [--ed25519]: add a local domain and generate its DKIM keys", run: cmdDomainAdd},
 			"list": {usage: "domain list [--json]", run: cmdDomainList},
 			"del":  {usage: "domain del DOMAIN", run: cmdDomainDel},
 		}},
@@ -57,6 +57,9 @@ func commands() map[string]*command {
 			"add":  {usage: "alias add ALIAS TARGET...   (ALIAS may be @domain: a catch-all)", run: cmdAliasAdd},
 			"list": {usage: "alias list [--json]", run: cmdAliasList},
 			"del":  {usage: "alias del ALIAS [TARGET...]", run: cmdAliasDel},
+		}},
+		"dns": {subs: map[string]*command{
+			"records": {usage: "dns records DOMAIN: the DNS records the domain needs, as a zone-file snippet", run: cmdDNSRecords},
 		}},
 		"queue": {subs: map[string]*command{
 			"list":    {usage: "queue list [--json]: messages waiting for outbound delivery", run: cmdQueueList},

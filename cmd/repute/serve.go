@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/repute-mail/repute/internal/app"
 	"github.com/repute-mail/repute/internal/config"
@@ -145,6 +146,9 @@ min_free_disk = 10485760
 	}
 	defer db.Close()
 	if _, err := db.AddDomain(ctx, devDomain); err != nil && !errors.Is(err, store.ErrExists) {
+		return err
+	}
+	if _, err := addDomainKeys(ctx, db, devDomain, true, time.Now()); err != nil {
 		return err
 	}
 	pw := randomPassword()

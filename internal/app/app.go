@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/repute-mail/repute/internal/auth"
 	"github.com/repute-mail/repute/internal/authguard"
 	"github.com/repute-mail/repute/internal/config"
 	"github.com/repute-mail/repute/internal/delivery"
@@ -44,6 +45,7 @@ type App struct {
 	tls       *tls.Config
 	guard     *authguard.Guard
 	mailstore *mailstore.Mailstore
+	signer    *auth.Signer
 	smtp      []*session.Server
 	imap      *imapsrv.Server
 	sched     *scheduler.Scheduler
@@ -97,6 +99,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.guard = authguard.New(a.log)
 	a.mailstore = mailstore.New(a.db, a.log)
+	a.signer = &auth.Signer{Keys: a.signingKeys}
 	if err := a.buildOutbound(); err != nil {
 		return err
 	}
@@ -109,7 +112,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Events: a.events, Logger: a.log, Limits: limits,
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
-			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake,
+			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Sign: a.signer.Sign,
 		}
 		a.smtp = append(a.smtp, s)
 		return s
@@ -265,6 +268,26 @@ func (a *App) buildOutbound() error {
 		Policy: scheduler.Policy{RetryMin: q.RetryMin.Duration, RetryMax: q.RetryMax.Duration, MaxAge: q.MaxAge.Duration,
 			DelayWarning: q.DelayWarning.Duration}}
 	return nil
+}
+
+// signingKeys returns a domain's active DKIM keys, parsed.
+func (a *App) signingKeys(ctx context.Context, domain string) ([]auth.DKIMKey, error) {
+	recs, err := a.db.DKIMKeys(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	var keys []auth.DKIMKey
+	for _, r := range recs {
+		if r.State != store.KeyActive {
+			continue
+		}
+		k, err := auth.ParseDKIMKey(r.Domain, r.Selector, r.PrivatePEM)
+		if err != nil {
+			return nil, fmt.Errorf("DKIM key %s of %s: %w", r.Selector, domain, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // readSecret returns the first line of a file (passwords are kept out of the config file).

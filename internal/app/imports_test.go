@@ -28,6 +28,7 @@ func TestImportsFlowOneWay(t *testing.T) {
 		"internal/imapsrv":   {"internal/mailstore", "internal/store"},
 		"internal/dns":       {},
 		"internal/dsn":       {},
+		"internal/auth":      {"internal/dns"},
 		"internal/delivery":  {"internal/dns"},
 		"internal/scheduler": {"internal/store", "internal/delivery", "internal/dsn", "internal/smtp", "internal/obs"},
 	}
