@@ -28,6 +28,7 @@ import (
 	"github.com/repute-mail/repute/internal/imapsrv"
 	"github.com/repute-mail/repute/internal/mailstore"
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/policy"
 	"github.com/repute-mail/repute/internal/scheduler"
 	"github.com/repute-mail/repute/internal/session"
 	"github.com/repute-mail/repute/internal/smtp"
@@ -46,6 +47,7 @@ type App struct {
 	guard     *authguard.Guard
 	mailstore *mailstore.Mailstore
 	signer    *auth.Signer
+	resolver  dns.Resolver
 	smtp      []*session.Server
 	imap      *imapsrv.Server
 	sched     *scheduler.Scheduler
@@ -105,6 +107,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 
 	limits := &session.Limits{Max: cfg.SMTP.MaxConnections, PerIP: cfg.SMTP.MaxConnectionsPerIP}
+	dnsbl := &policy.DNSBL{Resolver: a.resolver, Zones: cfg.SMTP.DNSBL}
 	newSMTP := func(mode session.Mode, implicitTLS bool) *session.Server {
 		s := &session.Server{
 			Hostname: cfg.Hostname, Mode: mode, ImplicitTLS: implicitTLS, TLSConfig: a.tls,
@@ -112,7 +115,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Events: a.events, Logger: a.log, Limits: limits,
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
-			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Sign: a.signer.Sign,
+			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Sign: a.signer.Sign, DNSBL: dnsbl,
 		}
 		a.smtp = append(a.smtp, s)
 		return s
@@ -227,6 +230,7 @@ func (a *App) buildOutbound() error {
 	if err != nil {
 		return fmt.Errorf("dns.resolver: %w", err)
 	}
+	a.resolver = resolver
 	var sources []netip.Addr
 	for _, s := range cfg.Outbound.SourceIPs {
 		ip, err := netip.ParseAddr(s)

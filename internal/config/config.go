@@ -123,6 +123,7 @@ type SMTP struct {
 	CommandTimeout      Duration `toml:"command_timeout"`        // idle time allowed between commands
 	DataTimeout         Duration `toml:"data_timeout"`           // whole DATA/BDAT transfer
 	MinFreeDisk         int64    `toml:"min_free_disk"`          // bytes; below it new mail gets 452 4.3.1
+	DNSBL               []string `toml:"dnsbl"`                  // blocklist zones checked for MX clients; none by default
 }
 
 // IMAP holds IMAP listener limits.
@@ -273,6 +274,11 @@ func (c *Config) validate() []*Error {
 		v.addf("store.driver", "store.driver = %q: unknown driver; allowed: \"sqlite\", \"postgres\"", c.Store.Driver)
 	}
 	c.validateLimits(&v)
+	for _, z := range c.SMTP.DNSBL {
+		if msg := checkDomain(z); msg != "" {
+			v.addf("smtp.dnsbl", "smtp.dnsbl: %q: %s; list DNS blocklist zones such as \"zen.spamhaus.org\"", z, msg)
+		}
+	}
 	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
 		v.addf("log.level", "log.level = %q: allowed: \"debug\", \"info\", \"warn\", \"error\"", c.Log.Level)
 	}

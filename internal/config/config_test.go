@@ -48,6 +48,7 @@ func TestParseValid(t *testing.T) {
 			MaxConnectionsPerIP: 5,
 			CommandTimeout:      Duration{2 * time.Minute},
 			DataTimeout:         Duration{15 * time.Minute},
+			DNSBL:               []string{"zen.spamhaus.org", "bl.spamcop.net"},
 			MinFreeDisk:         0,
 		},
 		IMAP: IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},

@@ -102,6 +102,9 @@ func parse(file string, data []byte) (Config, error) {
 	if len(cfg.Outbound.Routes) == 0 {
 		cfg.Outbound.Routes = nil
 	}
+	if len(cfg.SMTP.DNSBL) == 0 {
+		cfg.SMTP.DNSBL = nil
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
 		p := positions.find(und[0])

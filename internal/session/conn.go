@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/repute-mail/repute/internal/policy"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 )
@@ -43,7 +45,8 @@ type conn struct {
 	tls      *tls.ConnectionState
 	helo     string
 	esmtp    bool
-	user     *store.User // authenticated submission user
+	user     *store.User     // authenticated submission user
+	listed   *policy.Listing // the client is on a DNS blocklist
 	errors   int
 	closing  bool
 	tx       *transaction
@@ -99,6 +102,7 @@ func (c *conn) serve() {
 		tc.SetDeadline(time.Time{})
 	}
 	c.log.Debug("smtp: connected")
+	c.checkDNSBL()
 	c.reply(&smtp.Reply{Code: 220, Text: c.srv.Hostname + " ESMTP Repute"})
 	for !c.closing {
 		line, err := c.readCommand()
@@ -113,6 +117,24 @@ func (c *conn) serve() {
 		}
 	}
 	c.flush()
+}
+
+// checkDNSBL looks the client up in the configured blocklists (MX listener only). A
+// listing is remembered and answered at RCPT, so that the client is told why.
+func (c *conn) checkDNSBL() {
+	if c.srv.DNSBL == nil || len(c.srv.DNSBL.Zones) == 0 || c.srv.Mode != MX {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, errs := c.srv.DNSBL.Check(ctx, c.remote)
+	for _, err := range errs {
+		c.log.Warn("smtp: blocklist lookup failed; not treated as a listing", "err", err)
+	}
+	if l != nil {
+		c.listed = l
+		c.log.Info("smtp: client on a blocklist", "zone", l.Zone, "codes", fmt.Sprint(l.Codes), "reason", l.Reason)
+	}
 }
 
 // errLineTooLong is returned by readCommand after discarding the rest of an overlong line.
@@ -513,6 +535,15 @@ func (c *conn) cmdRcpt(arg string) {
 	}
 	if !c.tx.utf8 && !isASCII(addr.Local) {
 		c.protocolError(smtp.Errorf(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"))
+		return
+	}
+	if c.listed != nil && !strings.EqualFold(addr.Local, "postmaster") {
+		l := c.listed
+		reason := ""
+		if l.Reason != "" {
+			reason = ": " + l.Reason
+		}
+		c.reply(smtp.Errorf(554, "5.7.1", "Service unavailable; client [%s] blocked using %s%s", c.remote, l.Zone, reason))
 		return
 	}
 	if len(c.tx.rcpts) >= c.srv.MaxRecipients {

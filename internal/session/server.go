@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/policy"
 	"github.com/repute-mail/repute/internal/store"
 )
 
@@ -58,16 +59,18 @@ type Authenticator func(ctx context.Context, username, password string, remote n
 
 // Server is one SMTP listener's configuration and state. Fields must not change after Serve.
 type Server struct {
-	Hostname       string
-	Mode           Mode
-	ImplicitTLS    bool        // the listener is a tls.Listener (port 465): no STARTTLS
-	TLSConfig      *tls.Config // nil: no STARTTLS, no AUTH on submission
-	DB             *store.DB
-	Delivered      func([]store.Stored) // told after every local delivery (IMAP notifications)
-	Queued         func()               // told after mail was queued for remote recipients
+	Hostname    string
+	Mode        Mode
+	ImplicitTLS bool        // the listener is a tls.Listener (port 465): no STARTTLS
+	TLSConfig   *tls.Config // nil: no STARTTLS, no AUTH on submission
+	DB          *store.DB
+	Delivered   func([]store.Stored) // told after every local delivery (IMAP notifications)
+	Queued      func()               // told after mail was queued for remote recipients
 	// Sign adds DKIM signatures to submitted mail (nil: no signing). An error refuses
 	// the message with a temporary failure rather than send it unsigned.
 	Sign func(ctx context.Context, msg []byte) ([]byte, error)
+	// DNSBL, if set (MX listener only), is asked about each client when it connects.
+	DNSBL          *policy.DNSBL
 	Authenticate   Authenticator
 	Events         *obs.EventLog
 	Logger         *slog.Logger
