@@ -317,3 +317,18 @@ func joinIPs(l []net.IP) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestUnescapeTXT(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`v=spf1 -all`, "v=spf1 -all"},
+		{`caf\195\169`, "caf\u00e9"},
+		{`say \"hi\"`, `say "hi"`},
+		{`back\\slash`, `back\slash`},
+		{`\000x`, "\x00x"},
+		{`trailing\`, `trailing\`},
+	} {
+		if got := unescapeTXT(tc.in); got != tc.want {
+			t.Errorf("unescapeTXT(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -146,7 +146,11 @@ func (r *serverResolver) LookupTXT(ctx context.Context, name string) ([]string, 
 	rrs, result, err := r.lookup(ctx, name, mdns.TypeTXT)
 	var l []string
 	for _, rr := range rrs {
-		l = append(l, strings.Join(rr.(*mdns.TXT).Txt, ""))
+		var b strings.Builder
+		for _, part := range rr.(*mdns.TXT).Txt {
+			b.WriteString(unescapeTXT(part))
+		}
+		l = append(l, b.String())
 	}
 	return l, result, err
 }
@@ -175,3 +179,33 @@ func (r *serverResolver) LookupTLSA(ctx context.Context, port int, protocol, hos
 	}
 	return l, result, err
 }
+
+// unescapeTXT turns a TXT character-string from miekg/dns's presentation form ("\DDD" for
+// non-printable bytes, "\X" for a quoted X) back into its raw bytes, which is what the
+// system resolver returns and what SPF and DKIM parsers expect.
+func unescapeTXT(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			n := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
+			if n < 256 {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i+1])
+		i++
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
