@@ -74,16 +74,7 @@ func startDNS(t testing.TB, keys []DKIMKey, extra ...string) (*dnstest.Server, d
 	for _, k := range keys {
 		zone = append(zone, k.ZoneLine())
 	}
-	srv, err := dnstest.Start(append(zone, extra...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	r, err := dns.New(srv.Addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv, r
+	return spfTestServer(t, append(zone, extra...)...)
 }
 
 func wantResults(t *testing.T, got []DKIMResult, want ...string) {

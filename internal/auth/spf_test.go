@@ -262,7 +262,8 @@ func zoneTXT(strs ...string) string {
 	return strings.TrimPrefix(b.String(), " ")
 }
 
-// spfTestServer starts dnstest with records and returns it with a resolver pointed at it.
+// spfTestServer starts dnstest with records and returns it with a resolver pointed at it
+// (the DKIM tests use it too).
 func spfTestServer(t testing.TB, records ...string) (*dnstest.Server, dns.Resolver) {
 	t.Helper()
 	srv, err := dnstest.Start(records...)
