@@ -152,22 +152,7 @@ log "repute pid ${PIDS[-1]} on $IP:$PORT_A"
 mkdir -p "$PF/etc" "$PF/spool" "$PF/data" "$PF/mail"
 chown postfix "$PF/data"
 chown nobody:nogroup "$PF/mail"
-cat > "$PF/etc/main.cf" <<CFG
-compatibility_level = 3.6
-queue_directory = $PF/spool
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.$DOMAIN
-mydomain = $DOMAIN
-myorigin = \$mydomain
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
+{ postfix_main_cf_base "$PF" "$DOMAIN"; cat <<CFG
 # every local part of $DOMAIN goes into one Maildir, written and fsynced by virtual(8)
 virtual_mailbox_domains = $DOMAIN
 virtual_mailbox_base = $PF/mail
@@ -184,6 +169,7 @@ smtputf8_enable = yes
 maillog_file_prefixes = $PF
 maillog_file = $PF/maillog
 CFG
+} > "$PF/etc/main.cf"
 postfix_master_cf "$PF/etc/master.cf" "$IP:$PORT_B"
 postfix -c "$PF/etc" set-permissions >/dev/null 2>&1 || true
 postfix -c "$PF/etc" check

@@ -31,3 +31,26 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 CFG
 }
+
+# postfix_main_cf_base DIR DOMAIN: the main.cf settings every private benchmark Postfix
+# shares (its own queue and data directories under DIR, loopback only, no local
+# delivery); the caller appends what its benchmark needs.
+postfix_main_cf_base() {
+  cat <<CFG
+compatibility_level = 3.6
+queue_directory = $1/spool
+data_directory = $1/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.$2
+mydomain = $2
+myorigin = \$mydomain
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+CFG
+}

@@ -227,22 +227,7 @@ run_repute() {
 # ------------------------------------------------------------------ Postfix
 mkdir -p "$PF/etc" "$PF/spool" "$PF/data"
 chown postfix "$PF/data"
-cat > "$PF/etc/main.cf" <<CFG
-compatibility_level = 3.6
-queue_directory = $PF/spool
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.$DOMAIN
-mydomain = $DOMAIN
-myorigin = \$mydomain
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
+{ postfix_main_cf_base "$PF" "$DOMAIN"; cat <<CFG
 relayhost = [$IP]:$PORT_SINK
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 # everything accepted goes on hold: the queue fills without any delivery
@@ -253,6 +238,7 @@ append_dot_mydomain = no
 maillog_file_prefixes = $PF
 maillog_file = $PF/maillog
 CFG
+} > "$PF/etc/main.cf"
 postfix_master_cf "$PF/etc/master.cf" "$IP:$PORT_B"
 postfix -c "$PF/etc" check
 "${PRIVATE_DNS[@]}" postfix -c "$PF/etc" start >/dev/null 2>&1
