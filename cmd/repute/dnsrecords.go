@@ -63,11 +63,22 @@ func cmdDNSRecords(e *env, args []string) error {
 		fmt.Fprintf(w, "; SPF: only this domain's MX hosts send its mail\n")
 		fmt.Fprintf(w, "%s.\t3600\tIN\tTXT\t\"v=spf1 mx -all\"\n", domain)
 		for _, k := range keys {
+			until := time.Unix(k.Changed, 0).Add(retiredGrace)
+			if k.State == store.KeyRetired && time.Now().After(until) {
+				continue // past its grace period: the record can go
+			}
 			dk, err := auth.ParseDKIMKey(k.Domain, k.Selector, k.PrivatePEM)
 			if err != nil {
 				return fmt.Errorf("DKIM key %s: %w", k.Selector, err)
 			}
-			fmt.Fprintf(w, "; DKIM %s key %s (%s)\n", k.Algorithm, k.Selector, k.State)
+			switch k.State {
+			case store.KeyRetired:
+				fmt.Fprintf(w, "; DKIM %s key %s (retired: keep published until %s)\n", k.Algorithm, k.Selector, until.UTC().Format("2006-01-02"))
+			case store.KeyPending:
+				fmt.Fprintf(w, "; DKIM %s key %s (pending: publish, then run 'repute dkim rotate %s' again)\n", k.Algorithm, k.Selector, domain)
+			default:
+				fmt.Fprintf(w, "; DKIM %s key %s (%s)\n", k.Algorithm, k.Selector, k.State)
+			}
 			fmt.Fprintln(w, dk.ZoneLine())
 		}
 		if len(keys) == 0 {

@@ -58,6 +58,10 @@ func commands() map[string]*command {
 			"list": {usage: "alias list [--json]", run: cmdAliasList},
 			"del":  {usage: "alias del ALIAS [TARGET...]", run: cmdAliasDel},
 		}},
+		"dkim": {subs: map[string]*command{
+			"list":   {usage: "dkim list [--json]: DKIM keys of every domain and their state", run: cmdDKIMList},
+			"rotate": {usage: "dkim rotate DOMAIN [--algorithm rsa|ed25519]: new key (pending); run again to switch once its record is visible", run: cmdDKIMRotate},
+		}},
 		"dns": {subs: map[string]*command{
 			"records": {usage: "dns records DOMAIN: the DNS records the domain needs, as a zone-file snippet", run: cmdDNSRecords},
 		}},

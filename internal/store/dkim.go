@@ -14,6 +14,7 @@ type DKIMKey struct {
 	Algorithm  string `json:"algorithm"` // "rsa" or "ed25519"
 	State      string `json:"state"`     // "active", "pending" or "retired"
 	Created    int64  `json:"created"`
+	Changed    int64  `json:"changed"` // when the state last changed
 	PrivatePEM []byte `json:"-"`
 }
 
@@ -34,8 +35,9 @@ func (db *DB) AddDKIMKey(ctx context.Context, k DKIMKey) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(`INSERT INTO dkim_keys (domain_id, selector, algorithm, private_pem, state, created) VALUES (?, ?, ?, ?, ?, ?)`,
-			did, k.Selector, k.Algorithm, k.PrivatePEM, k.State, db.now().Unix())
+		now := db.now().Unix()
+		_, err = tx.Exec(`INSERT INTO dkim_keys (domain_id, selector, algorithm, private_pem, state, created, changed) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			did, k.Selector, k.Algorithm, k.PrivatePEM, k.State, now, now)
 		if IsConstraint(err) {
 			return fmt.Errorf("DKIM selector %s for %s: %w", k.Selector, k.Domain, ErrExists)
 		}
@@ -45,7 +47,7 @@ func (db *DB) AddDKIMKey(ctx context.Context, k DKIMKey) error {
 
 // DKIMKeys lists a domain's keys (every domain's when domain is ""), oldest first.
 func (db *DB) DKIMKeys(ctx context.Context, domain string) ([]DKIMKey, error) {
-	q := `SELECT d.name, k.selector, k.algorithm, k.state, k.created, k.private_pem FROM dkim_keys k
+	q := `SELECT d.name, k.selector, k.algorithm, k.state, k.created, k.changed, k.private_pem FROM dkim_keys k
 		JOIN domains d ON d.id = k.domain_id`
 	var args []any
 	if domain != "" {
@@ -60,10 +62,39 @@ func (db *DB) DKIMKeys(ctx context.Context, domain string) ([]DKIMKey, error) {
 	var out []DKIMKey
 	for rows.Next() {
 		var k DKIMKey
-		if err := rows.Scan(&k.Domain, &k.Selector, &k.Algorithm, &k.State, &k.Created, &k.PrivatePEM); err != nil {
+		if err := rows.Scan(&k.Domain, &k.Selector, &k.Algorithm, &k.State, &k.Created, &k.Changed, &k.PrivatePEM); err != nil {
 			return nil, err
 		}
 		out = append(out, k)
 	}
 	return out, rows.Err()
+}
+
+// ActivateDKIMKey makes a pending key sign and retires the domain's other active keys of
+// the same algorithm, in one transaction.
+func (db *DB) ActivateDKIMKey(ctx context.Context, domain, selector string) error {
+	return db.Write(ctx, func(tx *sql.Tx) error {
+		did, err := domainID(tx, strings.ToLower(domain))
+		if err != nil {
+			return err
+		}
+		var alg, state string
+		err = tx.QueryRow(`SELECT algorithm, state FROM dkim_keys WHERE domain_id = ? AND selector = ?`, did, selector).Scan(&alg, &state)
+		if err == sql.ErrNoRows {
+			return fmt.Errorf("DKIM key %s of %s: %w", selector, domain, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if state != KeyPending {
+			return fmt.Errorf("DKIM key %s of %s is %s, not pending", selector, domain, state)
+		}
+		now := db.now().Unix()
+		if _, err := tx.Exec(`UPDATE dkim_keys SET state = 'retired', changed = ? WHERE domain_id = ? AND algorithm = ? AND state = 'active'`,
+			now, did, alg); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`UPDATE dkim_keys SET state = 'active', changed = ? WHERE domain_id = ? AND selector = ?`, now, did, selector)
+		return err
+	})
 }

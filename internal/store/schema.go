@@ -27,6 +27,7 @@ CREATE TABLE dkim_keys (
 	private_pem BLOB NOT NULL,
 	state       TEXT NOT NULL DEFAULT 'active',
 	created     INTEGER NOT NULL,
+	changed     INTEGER NOT NULL DEFAULT 0,  -- when the state last changed (retired: since when)
 	UNIQUE (domain_id, selector)
 );
 

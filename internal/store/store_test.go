@@ -247,3 +247,27 @@ func TestDKIMKeys(t *testing.T) {
 		t.Errorf("keys = %+v, %v", ks, err)
 	}
 }
+
+func TestDKIMRotation(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	db.AddDomain(ctx, "a.test")
+	db.AddDKIMKey(ctx, DKIMKey{Domain: "a.test", Selector: "r2026a", Algorithm: "rsa", PrivatePEM: []byte("old")})
+	db.AddDKIMKey(ctx, DKIMKey{Domain: "a.test", Selector: "e2026a", Algorithm: "ed25519", PrivatePEM: []byte("ed")})
+	db.AddDKIMKey(ctx, DKIMKey{Domain: "a.test", Selector: "r2026b", Algorithm: "rsa", State: KeyPending, PrivatePEM: []byte("new")})
+	if err := db.ActivateDKIMKey(ctx, "a.test", "r2026a"); err == nil {
+		t.Error("activating an active key must fail")
+	}
+	if err := db.ActivateDKIMKey(ctx, "a.test", "r2026b"); err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := db.DKIMKeys(ctx, "a.test")
+	states := map[string]string{}
+	for _, k := range ks {
+		states[k.Selector] = k.State
+	}
+	want := map[string]string{"r2026a": KeyRetired, "e2026a": KeyActive, "r2026b": KeyActive}
+	if fmt.Sprint(states) != fmt.Sprint(want) {
+		t.Errorf("states = %v, want %v", states, want)
+	}
+}
