@@ -28,6 +28,7 @@
 # servers resolve names through a stub on 127.0.0.1 (dnsstub.py) and run with a private
 # /etc/resolv.conf that points at loopback.
 set -euo pipefail
+BENCH=inbound KEPT_LOGS="repute/serve.log, postfix/maillog"
 . "$(dirname "$0")/lib.sh"
 
 N=${N:-5000} C=${C:-50} SIZE=${SIZE:-4096} ROUNDS=${ROUNDS:-3}
@@ -42,8 +43,6 @@ SRC=/usr/sbin/smtp-source SINK=/usr/sbin/smtp-sink PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
-die() { echo "inbound: $*" >&2; exit 1; }
-log() { echo "inbound: $*" >&2; }
 
 # ------------------------------------------------------------------- checks
 [ "$(id -u)" = 0 ] || die "run as root (Postfix's master and smtpd need it)"
@@ -55,7 +54,6 @@ command -v unshare >/dev/null || die "unshare missing (util-linux)"
 for v in N C SIZE ROUNDS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
-port_free() { ! (exec 3<>"/dev/tcp/$IP/$1") 2>/dev/null; }
 for p in "$PORT_A" "$PORT_IMAP" "$PORT_B" "$PORT_SINK"; do
   port_free "$p" || die "$IP:$p is already in use"
 done
@@ -65,44 +63,9 @@ chmod 755 "$WORK"
 PIDS=()   # daemons we started, stopped in reverse order
 PF=$WORK/postfix
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ -f "$PF/spool/pid/master.pid" ]; then
-    local mp; mp=$(tr -d ' ' < "$PF/spool/pid/master.pid")
-    if [ -n "$mp" ] && kill -0 "$mp" 2>/dev/null; then
-      postfix -c "$PF/etc" stop >/dev/null 2>&1 || kill "$mp" 2>/dev/null || true
-      wait_gone "$mp"
-    fi
-  fi
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${PIDS[i]}" 2>/dev/null || true
-    wait_gone "${PIDS[i]}"
-  done
-  if [ "$KEEP" = 1 ] || [ $rc != 0 ]; then
-    log "kept $WORK (logs: repute/serve.log, postfix/maillog)"
-  else
-    rm -rf "$WORK"
-  fi
-  exit $rc
-}
-wait_gone() { # pid: up to 20 s, then SIGKILL
-  local i
-  for i in $(seq 1 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # port
-  local i
-  for i in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/$IP/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listening on $IP:$1"
-}
 
 # Daemons see a resolv.conf that names loopback only.
 # (unshare and sh exec, so a background job's $! is the daemon's own PID)
@@ -183,7 +146,6 @@ PIDS+=($!)
 wait_port "$PORT_SINK"
 
 # -------------------------------------------------------------------- runs
-mono() { local up _; read -r up _ < /proc/uptime; echo "$up"; }   # monotonic, 10 ms
 
 pf_delivered() { find "$PF/mail/inbox/new" -type f 2>/dev/null | wc -l; }
 
@@ -224,14 +186,7 @@ for r in $(seq 1 "$ROUNDS"); do
   RA+=("$a") RB+=("$b") RS+=("$s")
 done
 
-median() { printf '%s\n' "$@" | grep -v FAIL | sort -n | awk '{ a[NR] = $1 } END {
-  if (NR == 0) { print "FAIL"; exit }
-  if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 ma=$(median "${RA[@]}") mb=$(median "${RB[@]}") ms=$(median "${RS[@]}")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "FAIL" || b == "FAIL" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
-# Median of the per-round ratios: each round's servers ran back to back, so a round's ratio
-# is the least disturbed by the machine's other load drifting over the whole run.
-round_ratios() { local -n xs=$1 ys=$2; local i out=(); for i in "${!xs[@]}"; do out+=("$(ratio "${xs[$i]}" "${ys[$i]}")"); done; echo "${out[*]}"; }
 rps=$(round_ratios RA RB) rss=$(round_ratios RA RS)
 
 # ------------------------------------------------------------ what was kept

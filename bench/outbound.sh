@@ -40,6 +40,7 @@
 # postsuper, postqueue) and python3. Never touches /etc/postfix or system services; only
 # 127.0.0.1 is used, and the daemons get a private /etc/resolv.conf naming loopback.
 set -euo pipefail
+BENCH=outbound KEPT_LOGS="repute/serve.log, repute/data/events.log, postfix/maillog"
 . "$(dirname "$0")/lib.sh"
 
 N=${N:-20000} SIZE=${SIZE:-4096} ROUNDS=${ROUNDS:-3} C=${C:-20} INJECT_PAR=${INJECT_PAR:-4}
@@ -55,8 +56,6 @@ SRC=/usr/sbin/smtp-source SINK=/usr/sbin/smtp-sink PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
-die() { echo "outbound: $*" >&2; exit 1; }
-log() { echo "outbound: $*" >&2; }
 
 # ------------------------------------------------------------------- checks
 [ "$(id -u)" = 0 ] || die "run as root (Postfix's master needs it)"
@@ -69,7 +68,6 @@ for v in N SIZE ROUNDS C INJECT_PAR; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
 case $ROUTE in relay | mx) ;; *) die "ROUTE must be relay or mx" ;; esac
-port_free() { ! (exec 3<>"/dev/tcp/$IP/$1") 2>/dev/null; }
 for p in "$PORT_A" "$PORT_B" "$PORT_SINK"; do
   port_free "$p" || die "$IP:$p is already in use"
 done
@@ -80,47 +78,10 @@ PIDS=()   # long-lived daemons we started, stopped in reverse order
 RPID=     # the running `repute serve`, if any
 PF=$WORK/postfix
 
-wait_gone() { # pid: up to 30 s, then SIGKILL
-  local i
-  for i in $(seq 1 300); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ -n "$RPID" ]; then kill -TERM "$RPID" 2>/dev/null || true; wait_gone "$RPID"; fi
-  if [ -f "$PF/spool/pid/master.pid" ]; then
-    local mp; mp=$(tr -d ' ' < "$PF/spool/pid/master.pid")
-    if [ -n "$mp" ] && kill -0 "$mp" 2>/dev/null; then
-      kill -TERM "$mp" 2>/dev/null || true
-      wait_gone "$mp"
-    fi
-  fi
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${PIDS[i]}" 2>/dev/null || true
-    wait_gone "${PIDS[i]}"
-  done
-  if [ "$KEEP" = 1 ] || [ $rc != 0 ]; then
-    log "kept $WORK (logs: repute/serve.log, repute/data/events.log, postfix/maillog)"
-  else
-    rm -rf "$WORK"
-  fi
-  exit $rc
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # port
-  local i
-  for i in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/$IP/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listening on $IP:$1"
-}
 
-mono() { local up _; read -r up _ < /proc/uptime; echo "$up"; }   # monotonic, 10 ms
 
 echo "nameserver 127.0.0.1" > "$WORK/resolv.conf"
 PRIVATE_DNS=(unshare -m sh -c 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' _ "$WORK/resolv.conf")
@@ -296,13 +257,8 @@ for r in $(seq 1 "$ROUNDS"); do
   RA+=("$a") RB+=("$b")
 done
 
-median() { printf '%s\n' "$@" | grep -v -e FAIL -e n/a | sort -n | awk '{ a[NR] = $1 } END {
-  if (NR == 0) { print "FAIL"; exit }
-  if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "FAIL" || b == "FAIL" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 ma=$(median "${RA[@]}") mb=$(median "${RB[@]}")
-rr=()
-for i in "${!RA[@]}"; do rr+=("$(ratio "${RA[$i]}" "${RB[$i]}")"); done
+read -ra rr <<< "$(round_ratios RA RB)"
 
 echo
 echo "outbound delivery into smtp-sink, $N msgs x ${SIZE} B per run, $ROUNDS rounds, ROUTE=$ROUTE"
