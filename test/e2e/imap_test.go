@@ -24,7 +24,8 @@ type storedMessage struct {
 	Body      string // the whole message, when requested
 }
 
-// imapLogin opens an IMAP session on the STARTTLS port as the given test user.
+// imapLogin opens an IMAP session on the STARTTLS port as the given user of the server's
+// domain.
 func (s *server) imapLogin(t *testing.T, user string) *imapclient.Client {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", s.IMAP(), wireTimeout)
@@ -37,8 +38,8 @@ func (s *server) imapLogin(t *testing.T, user string) *imapclient.Client {
 	if err != nil {
 		t.Fatalf("IMAP STARTTLS: %v", err)
 	}
-	if err := c.Login(address(user), password(user)).Wait(); err != nil {
-		t.Fatalf("IMAP LOGIN %s: %v", address(user), err)
+	if err := c.Login(s.mailAddr(user), password(user)).Wait(); err != nil {
+		t.Fatalf("IMAP LOGIN %s: %v", s.mailAddr(user), err)
 	}
 	return c
 }
@@ -47,7 +48,7 @@ func (s *server) imapLogin(t *testing.T, user string) *imapclient.Client {
 func (s *server) mailbox(t *testing.T, user, name string, withBody bool) (uidValidity uint32, msgs []storedMessage) {
 	t.Helper()
 	c := s.imapLogin(t, user)
-	defer c.Logout()
+	defer func() { c.Logout(); c.Close() }()
 	sel, err := c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		t.Fatalf("IMAP EXAMINE %s: %v", name, err)

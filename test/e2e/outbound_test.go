@@ -20,14 +20,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
@@ -256,55 +253,7 @@ func (s *server) submit(t *testing.T, local string, rcpts []string, subject stri
 // with withBody), sorted by UID.
 func (s *server) messages(t *testing.T, local, mailbox string, withBody bool) []storedMessage {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", s.IMAP(), wireTimeout)
-	if err != nil {
-		t.Fatalf("IMAP dial %s: %v", s.IMAP(), err)
-	}
-	watchdog := time.AfterFunc(imapSessionLimit, func() { conn.Close() })
-	defer watchdog.Stop()
-	defer conn.Close()
-	c, err := imapclient.NewStartTLS(conn, &imapclient.Options{TLSConfig: s.tlsConfig(t)})
-	if err != nil {
-		t.Fatalf("IMAP STARTTLS on %s: %v", s.IMAP(), err)
-	}
-	defer c.Logout()
-	if err := c.Login(s.mailAddr(local), password(local)).Wait(); err != nil {
-		t.Fatalf("IMAP LOGIN %s: %v", s.mailAddr(local), err)
-	}
-	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
-	if err != nil {
-		t.Fatalf("IMAP EXAMINE %s: %v", mailbox, err)
-	}
-	if sel.NumMessages == 0 {
-		return nil
-	}
-	opts := &imap.FetchOptions{UID: true, Envelope: true, Flags: true}
-	body := &imap.FetchItemBodySection{Peek: true}
-	if withBody {
-		opts.BodySection = []*imap.FetchItemBodySection{body}
-	}
-	var all imap.SeqSet
-	all.AddRange(1, 0)
-	bufs, err := c.Fetch(all, opts).Collect()
-	if err != nil {
-		t.Fatalf("IMAP FETCH 1:* in %s: %v", mailbox, err)
-	}
-	var msgs []storedMessage
-	for _, b := range bufs {
-		m := storedMessage{UID: uint32(b.UID)}
-		if b.Envelope != nil {
-			m.Subject = b.Envelope.Subject
-			m.MessageID = strings.Trim(b.Envelope.MessageID, "<>")
-		}
-		for _, f := range b.Flags {
-			m.Flags = append(m.Flags, string(f))
-		}
-		if withBody {
-			m.Body = string(b.FindBodySection(body))
-		}
-		msgs = append(msgs, m)
-	}
-	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+	_, msgs := s.mailbox(t, local, mailbox, withBody)
 	return msgs
 }
 
