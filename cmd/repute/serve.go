@@ -104,6 +104,7 @@ func cmdDev(e *env, args []string) error {
 		fmt.Fprintf(w, "  Submissions       %s (TLS)\n", a.Addr("submissions"))
 		fmt.Fprintf(w, "  IMAP              %s (STARTTLS)\n", a.Addr("imap"))
 		fmt.Fprintf(w, "  IMAPS             %s (TLS)\n", a.Addr("imaps"))
+		fmt.Fprintf(w, "  Metrics           http://%s/metrics\n", a.Addr("metrics"))
 		fmt.Fprintf(w, "  Dashboard         not part of this version yet\n")
 		fmt.Fprintf(w, "\n%s", cred)
 		fmt.Fprintf(w, "  TLS certificate   %s (self-signed)\n\n", tlsconf.SelfSignedCertPath(cfg.DataDir))
@@ -128,6 +129,7 @@ imap = "127.0.0.1:2143"
 imaps = "127.0.0.1:2993"
 http = ""
 https = ""
+metrics = "127.0.0.1:2925"
 
 [smtp]
 min_free_disk = 10485760

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -41,18 +42,20 @@ type App struct {
 	cfg config.Config
 	log *slog.Logger
 
-	db        *store.DB
-	events    *obs.EventLog
-	tls       *tls.Config
-	guard     *authguard.Guard
-	mailstore *mailstore.Mailstore
-	signer    *auth.Signer
-	resolver  dns.Resolver
-	smtp      []*session.Server
-	imap      *imapsrv.Server
-	sched     *scheduler.Scheduler
-	stopSched context.CancelFunc
-	schedDone chan struct{}
+	db         *store.DB
+	events     *obs.EventLog
+	tls        *tls.Config
+	guard      *authguard.Guard
+	metrics    *obs.Metrics
+	metricsSrv *http.Server
+	mailstore  *mailstore.Mailstore
+	signer     *auth.Signer
+	resolver   dns.Resolver
+	smtp       []*session.Server
+	imap       *imapsrv.Server
+	sched      *scheduler.Scheduler
+	stopSched  context.CancelFunc
+	schedDone  chan struct{}
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by listener name: smtp, submission, ...
@@ -99,7 +102,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.tls, err = tlsconf.Load(cfg.TLS, cfg.Hostname, cfg.DataDir, a.log); err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
+	a.metrics = obs.NewMetrics()
 	a.guard = authguard.New(a.log)
+	a.guard.OnLockout = func(netip.Addr) { a.metrics.Lockout() }
 	a.mailstore = mailstore.New(a.db, a.log)
 	a.signer = &auth.Signer{Keys: a.signingKeys}
 	if err := a.buildOutbound(); err != nil {
@@ -107,7 +112,19 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 
 	limits := &session.Limits{Max: cfg.SMTP.MaxConnections, PerIP: cfg.SMTP.MaxConnectionsPerIP}
+	rates := &session.RateLimits{ConnectionsPerMinute: cfg.SMTP.ConnectionRatePerIP, MessagesPerMinute: cfg.SMTP.MessageRatePerIP}
+	for _, n := range cfg.SMTP.RateLimitExempt {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return fmt.Errorf("smtp.rate_limit_exempt: %w", err)
+		}
+		rates.Exempt = append(rates.Exempt, p.Masked())
+	}
 	dnsbl := &policy.DNSBL{Resolver: a.resolver, Zones: cfg.SMTP.DNSBL}
+	var verifier *policy.Verifier
+	if cfg.SMTP.SenderChecks {
+		verifier = &policy.Verifier{Resolver: a.resolver, AuthservID: cfg.Hostname, Seal: a.seal}
+	}
 	newSMTP := func(mode session.Mode, implicitTLS bool) *session.Server {
 		s := &session.Server{
 			Hostname: cfg.Hostname, Mode: mode, ImplicitTLS: implicitTLS, TLSConfig: a.tls,
@@ -116,6 +133,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
 			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Sign: a.signer.Sign, DNSBL: dnsbl,
+			Verifier: verifier, Rates: rates, Metrics: a.metrics,
 		}
 		a.smtp = append(a.smtp, s)
 		return s
@@ -123,7 +141,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.imap = &imapsrv.Server{
 		Mailstore: a.mailstore, TLSConfig: a.tls, Logger: a.log,
 		Authenticate: func(ctx context.Context, user, pass string, remote net.Addr) (store.User, error) {
-			return a.authenticate(ctx, user, pass, addrOf(remote))
+			return a.authenticate(ctx, "imap", user, pass, addrOf(remote))
 		},
 		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP,
 		IdleTimeout:         cfg.IMAP.IdleTimeout.Duration,
@@ -159,6 +177,20 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	if cfg.Listen.HTTP != "" || cfg.Listen.HTTPS != "" {
 		a.log.Info("listen.http and listen.https are reserved for the web interface, which this version does not include yet")
+	}
+	if cfg.Listen.Metrics != "" {
+		ml, err := net.Listen("tcp", cfg.Listen.Metrics)
+		if err != nil {
+			return fmt.Errorf("listen.metrics = %q: %w", cfg.Listen.Metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", a.metrics.Handler())
+		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		a.mu.Lock()
+		a.listeners["metrics"] = ml
+		a.mu.Unlock()
+		go a.metricsSrv.Serve(ml)
+		a.log.Info("listening", "listener", "metrics", "addr", ml.Addr().String())
 	}
 	a.startScheduler()
 	for _, l := range ls {
@@ -204,6 +236,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		go func() { defer wg.Done(); a.imap.Shutdown(ctx) }()
 	}
 	wg.Wait()
+	if a.metricsSrv != nil {
+		a.metricsSrv.Close()
+	}
 	a.mu.Lock()
 	for _, l := range a.listeners {
 		l.Close()
@@ -294,6 +329,29 @@ func (a *App) signingKeys(ctx context.Context, domain string) ([]auth.DKIMKey, e
 	return keys, nil
 }
 
+// seal adds an ARC set to a message forwarded by an alias of domain, signed with the
+// domain's active RSA key (receivers support RSA; Ed25519 ARC is rare).
+func (a *App) seal(ctx context.Context, domain string, msg []byte, authservID, results string, chain auth.ARCResult) ([]byte, error) {
+	if chain.Result == "temperror" {
+		// A seal must state the chain's validity; "fail" for a DNS hiccup would end the
+		// chain for every later hop, so forward unsealed instead.
+		return nil, fmt.Errorf("existing ARC chain could not be verified (DNS): %v", chain.Err)
+	}
+	keys, err := a.signingKeys(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.Algorithm == auth.KeyRSA {
+			return auth.SealARC(k, msg, authservID, results, chain, time.Now())
+		}
+	}
+	if len(keys) > 0 {
+		return auth.SealARC(keys[0], msg, authservID, results, chain, time.Now())
+	}
+	return nil, fmt.Errorf("no active DKIM key for %s", domain)
+}
+
 // readSecret returns the first line of a file (passwords are kept out of the config file).
 func readSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
@@ -321,15 +379,22 @@ func (a *App) startScheduler() {
 // DB is the open store (after Start).
 func (a *App) DB() *store.DB { return a.db }
 
-func (a *App) authenticate(ctx context.Context, user, pass string, remote netip.Addr) (store.User, error) {
-	return authguard.Check(ctx, a.guard, remote, user,
+func (a *App) authenticate(ctx context.Context, protocol, user, pass string, remote netip.Addr) (store.User, error) {
+	u, err := authguard.Check(ctx, a.guard, remote, user,
 		func() (store.User, error) { return a.db.Authenticate(ctx, user, pass) },
 		func(err error) bool { return errors.Is(err, store.ErrBadCredentials) })
+	switch {
+	case errors.Is(err, authguard.ErrLockedOut):
+		a.metrics.LockedOutLogin()
+	case errors.Is(err, store.ErrBadCredentials):
+		a.metrics.LoginFailure(protocol)
+	}
+	return u, err
 }
 
 // smtpAuthenticate answers a locked-out client with the RFC 4954 temporary failure.
 func (a *App) smtpAuthenticate(ctx context.Context, user, pass string, remote netip.Addr) (store.User, error) {
-	u, err := a.authenticate(ctx, user, pass, remote)
+	u, err := a.authenticate(ctx, "smtp", user, pass, remote)
 	if errors.Is(err, authguard.ErrLockedOut) {
 		err = smtp.Wrap(454, "4.7.0", "Too many failed logins from your address; try again later", err)
 	}

@@ -24,7 +24,7 @@ func TestImportsFlowOneWay(t *testing.T) {
 		"internal/tlsconf":   {"internal/config"},
 		"internal/store":     {"internal/smtp", "internal/password"},
 		"internal/session":   {"internal/smtp", "internal/store", "internal/obs", "internal/policy"},
-		"internal/policy":    {"internal/dns"},
+		"internal/policy":    {"internal/dns", "internal/auth"},
 		"internal/mailstore": {"internal/store", "internal/smtp", "internal/password"},
 		"internal/imapsrv":   {"internal/mailstore", "internal/store"},
 		"internal/dns":       {},

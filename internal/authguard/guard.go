@@ -33,6 +33,7 @@ type Guard struct {
 	Now         func() time.Time
 	Sleep       func(context.Context, time.Duration)
 	Log         *slog.Logger
+	OnLockout   func(remote netip.Addr) // told when an address gets locked out (metrics)
 
 	mu       sync.Mutex
 	byAddr   map[netip.Prefix]*record
@@ -116,6 +117,9 @@ func Check[U any](ctx context.Context, g *Guard, remote netip.Addr, username str
 	if locked {
 		g.Log.Warn("auth: address locked out after repeated login failures", "remote", remote,
 			"failures", ar.failures, "lockout", g.Lockout)
+		if g.OnLockout != nil {
+			g.OnLockout(remote)
+		}
 	}
 	g.Sleep(ctx, min(time.Duration(n)*g.StepDelay, g.MaxDelay))
 	return zero, err

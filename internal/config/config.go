@@ -58,6 +58,7 @@ type Listen struct {
 	IMAPS       string `toml:"imaps"`
 	HTTP        string `toml:"http"`
 	HTTPS       string `toml:"https"`
+	Metrics     string `toml:"metrics"` // Prometheus /metrics over plain HTTP; "" = off
 }
 
 // TLS selects the certificate. With neither files nor ACME, a self-signed certificate for
@@ -124,6 +125,10 @@ type SMTP struct {
 	DataTimeout         Duration `toml:"data_timeout"`           // whole DATA/BDAT transfer
 	MinFreeDisk         int64    `toml:"min_free_disk"`          // bytes; below it new mail gets 452 4.3.1
 	DNSBL               []string `toml:"dnsbl"`                  // blocklist zones checked for MX clients; none by default
+	SenderChecks        bool     `toml:"sender_checks"`          // iprev, SPF, DKIM, ARC, DMARC on the MX listener
+	ConnectionRatePerIP int      `toml:"connection_rate_per_ip"` // new connections per minute per client; 0 = unlimited
+	MessageRatePerIP    int      `toml:"message_rate_per_ip"`    // messages per minute per unauthenticated client; 0 = unlimited
+	RateLimitExempt     []string `toml:"rate_limit_exempt"`      // client networks (CIDR) never rate limited
 }
 
 // IMAP holds IMAP listener limits.
@@ -186,6 +191,10 @@ func Default() Config {
 			CommandTimeout:      Duration{5 * time.Minute},
 			DataTimeout:         Duration{10 * time.Minute},
 			MinFreeDisk:         200 << 20,
+			SenderChecks:        true,
+			ConnectionRatePerIP: 60,
+			MessageRatePerIP:    120,
+			RateLimitExempt:     []string{"127.0.0.0/8", "::1/128"},
 		},
 		IMAP: IMAP{
 			MaxConnectionsPerIP: 50,
@@ -298,6 +307,7 @@ func (c *Config) validateListen(v *validator) {
 		{"listen.imaps", c.Listen.IMAPS},
 		{"listen.http", c.Listen.HTTP},
 		{"listen.https", c.Listen.HTTPS},
+		{"listen.metrics", c.Listen.Metrics},
 	} {
 		if l.addr == "" {
 			continue
@@ -443,6 +453,17 @@ func (c *Config) validateLimits(v *validator) {
 	for _, p := range positive {
 		if p.n <= 0 {
 			v.addf(p.key, "%s = %d: must be a positive number", p.key, p.n)
+		}
+	}
+	if c.SMTP.ConnectionRatePerIP < 0 {
+		v.addf("smtp.connection_rate_per_ip", "smtp.connection_rate_per_ip = %d: must be 0 (unlimited) or a number of connections per minute", c.SMTP.ConnectionRatePerIP)
+	}
+	if c.SMTP.MessageRatePerIP < 0 {
+		v.addf("smtp.message_rate_per_ip", "smtp.message_rate_per_ip = %d: must be 0 (unlimited) or a number of messages per minute", c.SMTP.MessageRatePerIP)
+	}
+	for _, n := range c.SMTP.RateLimitExempt {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			v.addf("smtp.rate_limit_exempt", "smtp.rate_limit_exempt: %q is not a network; use CIDR notation such as \"192.0.2.0/24\" or \"2001:db8::/32\"", n)
 		}
 	}
 	if c.SMTP.MinFreeDisk < 0 {

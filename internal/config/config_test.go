@@ -27,6 +27,7 @@ func TestParseValid(t *testing.T) {
 			IMAPS:       "127.0.0.1:993",
 			HTTP:        ":8080",
 			HTTPS:       "localhost:8443",
+			Metrics:     "127.0.0.1:9325",
 		},
 		TLS: TLS{
 			CertFile:      "/etc/letsencrypt/live/mx1.example.org/fullchain.pem",
@@ -50,6 +51,10 @@ func TestParseValid(t *testing.T) {
 			DataTimeout:         Duration{15 * time.Minute},
 			DNSBL:               []string{"zen.spamhaus.org", "bl.spamcop.net"},
 			MinFreeDisk:         0,
+			SenderChecks:        false,
+			ConnectionRatePerIP: 30,
+			MessageRatePerIP:    0,
+			RateLimitExempt:     []string{"192.0.2.0/24"},
 		},
 		IMAP: IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},
 		Log:  Log{Level: "debug", Format: "json"},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/policy"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 )
@@ -97,10 +98,25 @@ func (c *conn) finish(data []byte) {
 	}
 	if err := checkHeader(data); err != nil {
 		c.replyErr(err)
+		c.srv.Metrics.Message(c.srv.Mode.String(), "rejected")
 		return
 	}
+	var verdict *policy.Verdict
+	if c.checks != nil {
+		data = c.srv.Verifier.Clean(data)
+		vd := c.checks.Verify(data)
+		verdict = &vd
+		vd.Each(c.srv.Metrics.Auth)
+		if err := c.actOn(vd, tx, msgID); err != nil {
+			c.replyErr(err)
+			return
+		}
+	}
 	var b bytes.Buffer
-	b.Grow(len(data) + 512)
+	b.Grow(len(data) + 1024)
+	if verdict != nil {
+		b.WriteString(c.srv.Verifier.Header(*verdict, c.remote))
+	}
 	c.writeReceived(&b, tx, msgID)
 	if c.srv.Mode == Submission {
 		c.addMissingHeaders(&b, data, msgID)
@@ -117,7 +133,10 @@ func (c *conn) finish(data []byte) {
 		}
 		body = signed
 	}
-	if int64(len(body)) > c.srv.MaxMessageSize+4096 {
+	if verdict != nil {
+		body = c.sealForwards(tx, body, *verdict)
+	}
+	if int64(len(body)) > c.srv.MaxMessageSize+8192 {
 		c.replyErr(smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size"))
 		return
 	}
@@ -140,7 +159,11 @@ func (c *conn) finish(data []byte) {
 			}
 			if !seenUser[t.UserID] {
 				seenUser[t.UserID] = true
-				d.Local = append(d.Local, store.LocalTarget{UserID: t.UserID})
+				lt := store.LocalTarget{UserID: t.UserID}
+				if verdict != nil && verdict.Action == policy.Junk {
+					lt.Mailbox = "Junk"
+				}
+				d.Local = append(d.Local, lt)
 			}
 		}
 	}
@@ -153,8 +176,14 @@ func (c *conn) finish(data []byte) {
 			err = smtp.Wrap(452, "4.3.1", "Insufficient system storage, try again later", err)
 		}
 		c.replyErr(err)
+		c.srv.Metrics.Message(c.srv.Mode.String(), "deferred")
 		return
 	}
+	result := "accepted"
+	if verdict != nil && verdict.Action == policy.Junk {
+		result = "junk"
+	}
+	c.srv.Metrics.Message(c.srv.Mode.String(), result)
 	if c.srv.Delivered != nil && len(stored) > 0 {
 		c.srv.Delivered(stored)
 	}
@@ -163,6 +192,44 @@ func (c *conn) finish(data []byte) {
 	}
 	c.logAccepted(tx, d)
 	c.reply(smtp.Errorf(250, "2.0.0", "OK queued as %s", msgID))
+}
+
+// actOn answers a message that the sender checks refuse, and logs the verdict.
+func (c *conn) actOn(vd policy.Verdict, tx *transaction, msgID string) error {
+	c.log.Info("smtp: sender checks", "msg_id", msgID, "from", tx.from.String(), "action", vd.Action.String(),
+		"spf", vd.SPF.Result, "dmarc", vd.DMARC.Result, "dmarc_domain", vd.DMARC.Domain, "arc", vd.ARC.Result, "iprev", vd.IPRev.Result)
+	switch vd.Action {
+	case policy.Reject:
+		c.srv.Metrics.Message(c.srv.Mode.String(), "rejected")
+		return smtp.Errorf(550, "5.7.1", "%s", vd.Reason)
+	case policy.Defer:
+		c.srv.Metrics.Message(c.srv.Mode.String(), "deferred")
+		return smtp.Errorf(451, "4.4.3", "%s", vd.Reason)
+	}
+	return nil
+}
+
+// sealForwards adds an ARC set when the message goes on to another host through a local
+// alias, so that the next hop can see how it was authenticated here (RFC 8617). Sealing
+// is best effort: a message that cannot be sealed is forwarded without.
+func (c *conn) sealForwards(tx *transaction, body []byte, vd policy.Verdict) []byte {
+	domain := ""
+	for _, r := range tx.rcpts {
+		for _, t := range r.local {
+			if t.UserID == 0 && domain == "" {
+				domain = r.addr.Domain
+			}
+		}
+	}
+	if domain == "" {
+		return body
+	}
+	sealed, err := c.srv.Verifier.SealForward(domain, body, vd, c.remote)
+	if err != nil {
+		c.log.Warn("smtp: cannot ARC-seal forwarded message; forwarding without", "domain", domain, "err", err)
+		return body
+	}
+	return sealed
 }
 
 func dedupe(in []string) []string {

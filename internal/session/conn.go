@@ -47,6 +47,7 @@ type conn struct {
 	esmtp    bool
 	user     *store.User     // authenticated submission user
 	listed   *policy.Listing // the client is on a DNS blocklist
+	checks   *policy.Checks  // sender authentication in progress (MX with a Verifier)
 	errors   int
 	closing  bool
 	tx       *transaction
@@ -103,6 +104,9 @@ func (c *conn) serve() {
 	}
 	c.log.Debug("smtp: connected")
 	c.checkDNSBL()
+	if c.srv.Verifier != nil && c.srv.Mode == MX {
+		c.checks = c.srv.Verifier.Start(c.remote)
+	}
 	c.reply(&smtp.Reply{Code: 220, Text: c.srv.Hostname + " ESMTP Repute"})
 	for !c.closing {
 		line, err := c.readCommand()
@@ -133,6 +137,7 @@ func (c *conn) checkDNSBL() {
 	}
 	if l != nil {
 		c.listed = l
+		c.srv.Metrics.Listed(l.Zone)
 		c.log.Info("smtp: client on a blocklist", "zone", l.Zone, "codes", fmt.Sprint(l.Codes), "reason", l.Reason)
 	}
 }
@@ -464,6 +469,15 @@ func (c *conn) cmdMail(arg string) {
 			c.replyErr(err)
 			return
 		}
+	}
+	if c.user == nil && !c.srv.Rates.allowMessage(c.remote, c.srv.Now()) {
+		c.srv.Metrics.RateLimit("message")
+		c.log.Info("smtp: message rate limit reached")
+		c.reply(smtp.Errorf(450, "4.7.1", "Too much mail from %s in the last minute; slow down and try again later", c.remote))
+		return
+	}
+	if c.checks != nil {
+		c.checks.MailFrom(c.helo, from.String())
 	}
 	c.tx = tx
 	c.reply(smtp.Errorf(250, "2.1.0", "Sender OK"))

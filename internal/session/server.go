@@ -33,6 +33,7 @@ import (
 
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/policy"
+	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 )
 
@@ -70,7 +71,12 @@ type Server struct {
 	// the message with a temporary failure rather than send it unsigned.
 	Sign func(ctx context.Context, msg []byte) ([]byte, error)
 	// DNSBL, if set (MX listener only), is asked about each client when it connects.
-	DNSBL          *policy.DNSBL
+	DNSBL *policy.DNSBL
+	// Verifier, if set (MX listener only), authenticates senders: iprev, SPF, DKIM, ARC
+	// and DMARC, acts on the DMARC policy and adds Authentication-Results.
+	Verifier       *policy.Verifier
+	Rates          *RateLimits  // per-IP connection and message rates; nil = unlimited
+	Metrics        *obs.Metrics // nil = not counted
 	Authenticate   Authenticator
 	Events         *obs.EventLog
 	Logger         *slog.Logger
@@ -158,18 +164,28 @@ func (s *Server) handle(nc net.Conn) {
 	defer s.wg.Done()
 	remote := addrOf(nc.RemoteAddr())
 	c := newConn(s, nc, remote)
+	refuse := func(reply *smtp.Reply, result string) {
+		c.log.Info("smtp: connection refused", "reason", reply.Text)
+		s.Metrics.Connection(s.Mode.String(), result)
+		nc.SetWriteDeadline(s.Now().Add(5 * time.Second))
+		c.reply(reply)
+		c.flush()
+		nc.Close()
+	}
 	if s.Limits != nil {
 		release, reply := s.Limits.acquire(remote)
 		if reply != nil {
-			c.log.Info("smtp: connection refused", "reason", reply.Text)
-			nc.SetWriteDeadline(s.Now().Add(5 * time.Second))
-			c.reply(reply)
-			c.flush()
-			nc.Close()
+			refuse(reply, "refused_limit")
 			return
 		}
 		defer release()
 	}
+	if !s.Rates.allowConnection(remote, s.Now()) {
+		s.Metrics.RateLimit("connection")
+		refuse(smtp.Errorf(421, "4.7.0", "Too many connections from %s in the last minute; slow down and try again later", remote), "refused_rate")
+		return
+	}
+	s.Metrics.Connection(s.Mode.String(), "accepted")
 	s.mu.Lock()
 	if s.shutdown.Load() {
 		s.mu.Unlock()

@@ -24,21 +24,7 @@ func TestOutboundDKIM(t *testing.T) {
 	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue})
 	z.mailDomain("a.test", "mx.a.test", a.ip)
 	z.mailDomain("b.test", "mx.b.test", b.ip)
-	keys := map[string]string{} // "selector._domainkey.a.test." -> TXT text
-	for _, line := range strings.Split(a.cliT(t, "", "dns", "records", "a.test"), "\n") {
-		if !strings.Contains(line, "._domainkey.") || strings.HasPrefix(line, ";") {
-			continue
-		}
-		z.add(line)
-		rr, err := mdns.NewRR(line)
-		if err != nil {
-			t.Fatalf("record %q: %v", line, err)
-		}
-		keys[strings.ToLower(rr.Header().Name)] = strings.Join(rr.(*mdns.TXT).Txt, "")
-	}
-	if len(keys) == 0 {
-		t.Fatal("repute dns records printed no DKIM record")
-	}
+	keys := publishDKIM(t, z, a, "a.test")
 	a.start()
 	b.start()
 
@@ -68,6 +54,28 @@ func TestOutboundDKIM(t *testing.T) {
 		}
 	}
 	pythonVerify(t, raw, keys)
+}
+
+// publishDKIM puts the DKIM records `repute dns records` prints for domain into the
+// zone and returns them by name ("selector._domainkey.domain." -> TXT text).
+func publishDKIM(t *testing.T, z *zone, s *server, domain string) map[string]string {
+	t.Helper()
+	keys := map[string]string{} // "selector._domainkey.a.test." -> TXT text
+	for _, line := range strings.Split(s.cliT(t, "", "dns", "records", domain), "\n") {
+		if !strings.Contains(line, "._domainkey.") || strings.HasPrefix(line, ";") {
+			continue
+		}
+		z.add(line)
+		rr, err := mdns.NewRR(line)
+		if err != nil {
+			t.Fatalf("record %q: %v", line, err)
+		}
+		keys[strings.ToLower(rr.Header().Name)] = strings.Join(rr.(*mdns.TXT).Txt, "")
+	}
+	if len(keys) == 0 {
+		t.Fatal("repute dns records printed no DKIM record")
+	}
+	return keys
 }
 
 // pythonVerify runs Debian's python3-dkim on msg, answering its key lookups from keys.

@@ -87,8 +87,17 @@ type zone struct {
 	t    *testing.T
 	addr string // "127.0.0.1:PORT" (UDP and TCP), for dns.resolver
 
-	mu  sync.Mutex
-	rrs map[string][]dns.RR // by owner name, lower case and fully qualified
+	mu      sync.Mutex
+	rrs     map[string][]dns.RR // by owner name, lower case and fully qualified
+	silence []string            // names at or under these get no answer at all (timeouts)
+}
+
+// silent makes every query for domain and the names under it go unanswered, as from a
+// dead authoritative server: the resolver times out.
+func (z *zone) silent(domain string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.silence = append(z.silence, strings.ToLower(dns.Fqdn(domain)))
 }
 
 // newZone starts an empty zone's DNS server on 127.0.0.1; it stops when the test ends.
@@ -203,6 +212,12 @@ func (z *zone) answer(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
 	z.mu.Lock()
+	for _, d := range z.silence {
+		if name == d || strings.HasSuffix(name, "."+d) {
+			z.mu.Unlock()
+			return
+		}
+	}
 	rrs, exists := z.rrs[name]
 	for _, rr := range rrs {
 		if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {

@@ -154,6 +154,8 @@ type serverOptions struct {
 	RemotePort int       // outbound.remote_port (default: the SMTP port of the test servers)
 	Queue      queueOpts // [queue]; zero fields keep the server's defaults
 	Env        []string  // extra environment of `repute serve` ("SSL_CERT_FILE=…")
+	Metrics    bool      // serve /metrics on the server's address (s.MetricsURL)
+	SMTPExtra  string    // further [smtp] lines, e.g. "message_rate_per_ip = 5\n"
 }
 
 // queueOpts are the [queue] settings a test may shorten ("1s"); "" leaves a key out.
@@ -286,6 +288,7 @@ imap = %q
 imaps = %q
 http = ""
 https = ""
+metrics = %q
 
 [dns]
 resolver = %q
@@ -298,12 +301,12 @@ max_message_size = %d
 max_recipients = %d
 max_connections_per_ip = %d
 command_timeout = "5m"
-%s
+%s%s
 [imap]
 max_connections_per_ip = %d
 %s`, s.t.Name(), s.hostname, s.dataDir,
-		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(),
-		o.DNS, o.RemotePort, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk),
+		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(), s.metricsAddr(),
+		o.DNS, o.RemotePort, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk), o.SMTPExtra,
 		o.MaxConnectionsPerIP, o.Queue.toml())
 }
 
@@ -333,6 +336,19 @@ func (s *server) Submission() string  { return s.hostport(s.ports.Submission) }
 func (s *server) Submissions() string { return s.hostport(s.ports.Submissions) }
 func (s *server) IMAP() string        { return s.hostport(s.ports.IMAP) }
 func (s *server) IMAPS() string       { return s.hostport(s.ports.IMAPS) }
+
+// metricsPort is where a server with Metrics serves /metrics, on its own address.
+const metricsPort = 9325
+
+func (s *server) metricsAddr() string {
+	if !s.opts.Metrics {
+		return ""
+	}
+	return s.hostport(metricsPort)
+}
+
+// MetricsURL is the server's Prometheus endpoint (with serverOptions.Metrics).
+func (s *server) MetricsURL() string { return "http://" + s.metricsAddr() + "/metrics" }
 
 func (s *server) listeners() []string {
 	return []string{s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS()}

@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestInboundAuth runs two Repute hosts, a.test and b.test, against a DNS server of the
+// test in which a.test publishes SPF, DKIM and DMARC p=reject. It checks what b's MX does
+// with mail claiming to come from a.test: the real thing arrives with spf, dkim and dmarc
+// pass in Authentication-Results; a forged From is rejected at DATA with 550 5.7.1; a
+// domain whose DNS does not answer gets 451 4.4.3; an Authentication-Results field forged
+// with b's name is removed; mail forwarded by an alias of b carries an ARC chain that
+// Debian's python3-dkim accepts.
+func TestInboundAuth(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue})
+	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue, Metrics: true})
+	z.mailDomain("a.test", "mx.a.test", a.ip)
+	z.mailDomain("b.test", "mx.b.test", b.ip)
+	z.add(`_dmarc.a.test. TXT "v=DMARC1; p=reject; adkim=s; aspf=s"`,
+		`q.test. TXT "v=spf1 -all"`, `_dmarc.q.test. TXT "v=DMARC1; p=quarantine"`)
+	z.silent("dead.test")
+	publishDKIM(t, z, a, "a.test")
+	bKeys := publishDKIM(t, z, b, "b.test")
+	b.mustCLI("", "alias", "add", "fwd@b.test", "dave@a.test")
+	a.start()
+	b.start()
+
+	t.Run("legitimate", func(t *testing.T) {
+		subj := "legit " + uniqueID()
+		a.submit(t, "alice", []string{"bob@b.test"}, subj)
+		m := b.waitForMessage(t, "bob", deliveryTimeout, fmt.Sprintf("%q", subj), withSubject(subj))
+		ar := authResults(m.Body, "mx.b.test")
+		if len(ar) != 1 {
+			t.Fatalf("want one Authentication-Results of mx.b.test, got %d:\n%s", len(ar), headerBlock(m.Body))
+		}
+		for _, want := range []string{"spf=pass smtp.mailfrom=a.test", "dkim=pass header.d=a.test", "dmarc=pass", "header.from=a.test"} {
+			if !strings.Contains(ar[0], want) {
+				t.Errorf("Authentication-Results lacks %q: %s", want, ar[0])
+			}
+		}
+	})
+
+	t.Run("forged From with p=reject", func(t *testing.T) {
+		// SPF passes for remote.test (the test zone allows loopback), but the From
+		// domain a.test is neither aligned with it nor signed.
+		c := dialRawGreeted(t, b.SMTP())
+		c.expect("EHLO client.remote.test", 250, "")
+		c.expect("MAIL FROM:<ceo@remote.test>", 250, "")
+		c.expect("RCPT TO:<bob@b.test>", 250, "")
+		c.expect("DATA", 354, "")
+		subj := "forged " + uniqueID()
+		c.write(message("ceo@a.test", "bob@b.test", subj, "Please wire the money.") + ".\r\n")
+		r := c.read()
+		checkReply(t, "end of DATA", r, 550, "5.7.1")
+		if !strings.Contains(r.String(), "a.test") {
+			t.Errorf("the rejection should name the From domain: %v", r)
+		}
+		c.expect("QUIT", 221, "")
+		for _, m := range b.messages(t, "bob", "INBOX", false) {
+			if m.Subject == subj {
+				t.Fatal("the forged message was delivered")
+			}
+		}
+	})
+
+	t.Run("p=quarantine goes to Junk", func(t *testing.T) {
+		c := dialRawGreeted(t, b.SMTP())
+		c.expect("EHLO client.remote.test", 250, "")
+		c.expect("MAIL FROM:<news@q.test>", 250, "")
+		c.expect("RCPT TO:<carol@b.test>", 250, "")
+		c.expect("DATA", 354, "")
+		subj := "quarantined " + uniqueID()
+		c.write(message("news@q.test", "carol@b.test", subj, "Hello.") + ".\r\n")
+		checkReply(t, "end of DATA", c.read(), 250, "2.0.0")
+		c.expect("QUIT", 221, "")
+		found := false
+		for _, m := range b.messages(t, "carol", "Junk", true) {
+			if m.Subject == subj {
+				found = true
+				if ar := authResults(m.Body, "mx.b.test"); len(ar) != 1 || !strings.Contains(ar[0], "dmarc=fail") {
+					t.Errorf("Authentication-Results: %q", ar)
+				}
+			}
+		}
+		if !found {
+			t.Error("the message is not in carol's Junk folder")
+		}
+	})
+
+	t.Run("forged Authentication-Results removed", func(t *testing.T) {
+		c := dialRawGreeted(t, b.SMTP())
+		c.expect("EHLO client.remote.test", 250, "")
+		c.expect("MAIL FROM:<someone@remote.test>", 250, "")
+		c.expect("RCPT TO:<bob@b.test>", 250, "")
+		c.expect("DATA", 354, "")
+		subj := "fake results " + uniqueID()
+		c.write("Authentication-Results: MX.B.TEST;\r\n\tdmarc=pass header.from=bank.example\r\n" +
+			"Authentication-Results: other.example; spf=pass smtp.mailfrom=x.example\r\n" +
+			message("someone@remote.test", "bob@b.test", subj, "Trust me.") + ".\r\n")
+		checkReply(t, "end of DATA", c.read(), 250, "2.0.0")
+		c.expect("QUIT", 221, "")
+		m := b.waitForMessage(t, "bob", deliveryTimeout, fmt.Sprintf("%q", subj), withSubject(subj))
+		ours := authResults(m.Body, "mx.b.test")
+		if len(ours) != 1 || strings.Contains(ours[0], "bank.example") {
+			t.Errorf("want only our own Authentication-Results, got %q", ours)
+		}
+		if len(authResults(m.Body, "other.example")) != 1 {
+			t.Errorf("another server's Authentication-Results must stay:\n%s", headerBlock(m.Body))
+		}
+	})
+
+	t.Run("DNS timeout gives 451", func(t *testing.T) {
+		c := dialRawGreeted(t, b.SMTP())
+		c.expect("EHLO client.remote.test", 250, "")
+		c.expect("MAIL FROM:<user@dead.test>", 250, "")
+		c.expect("RCPT TO:<bob@b.test>", 250, "")
+		c.expect("DATA", 354, "")
+		c.write(message("user@dead.test", "bob@b.test", "dead dns "+uniqueID(), "Hello.") + ".\r\n")
+		r := c.readWithin(60 * time.Second) // the resolver gives up after its own timeouts
+		checkReply(t, "end of DATA", r, 451, "4.4.3")
+	})
+
+	t.Run("alias forwarding is ARC-sealed", func(t *testing.T) {
+		subj := "forwarded " + uniqueID()
+		a.submit(t, "alice", []string{"fwd@b.test"}, subj)
+		m := a.waitForMessage(t, "dave", deliveryTimeout, fmt.Sprintf("%q", subj), withSubject(subj))
+		if !strings.Contains(headerBlock(m.Body), "ARC-Seal: i=1;") {
+			t.Fatalf("no ARC-Seal i=1 in the forwarded message:\n%s", headerBlock(m.Body))
+		}
+		if ar := authResults(m.Body, "mx.a.test"); len(ar) != 1 || !strings.Contains(ar[0], "arc=pass") {
+			t.Errorf("a's own verdict on the ARC chain: %q", ar)
+		}
+		arcVerify(t, []byte(m.Body), bKeys)
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		body := httpGet(t, b.MetricsURL())
+		for _, want := range []string{
+			`repute_inbound_auth_results_total{method="dmarc",result="pass"}`,
+			`repute_smtp_messages_total{listener="mx",result="rejected"}`,
+			`repute_smtp_messages_total{listener="mx",result="junk"}`,
+			`repute_smtp_messages_total{listener="mx",result="deferred"}`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+}
+
+// authResults returns the Authentication-Results fields of raw whose authserv-id is id,
+// unfolded.
+func authResults(raw, id string) []string {
+	var out []string
+	for _, f := range headerFields(raw) {
+		name, value, _ := strings.Cut(f, ":")
+		if !strings.EqualFold(strings.TrimSpace(name), "Authentication-Results") {
+			continue
+		}
+		sid, _, _ := strings.Cut(strings.TrimSpace(value), ";")
+		if strings.EqualFold(strings.TrimSpace(sid), id) {
+			out = append(out, value)
+		}
+	}
+	return out
+}
+
+// headerFields splits the header of raw into unfolded fields.
+func headerFields(raw string) []string {
+	var fields []string
+	for _, line := range strings.Split(headerBlock(raw), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
+			fields[len(fields)-1] += " " + strings.TrimSpace(line)
+			continue
+		}
+		fields = append(fields, line)
+	}
+	return fields
+}
+
+// readWithin reads a reply allowing d instead of the usual wire timeout.
+func (c *rawSMTP) readWithin(d time.Duration) reply {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	var r reply
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("reading reply within %v: %v", d, err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if len(line) < 4 {
+			c.t.Fatalf("malformed reply line %q", line)
+		}
+		fmt.Sscanf(line[:3], "%d", &r.Code)
+		r.Lines = append(r.Lines, line[4:])
+		if line[3] != '-' {
+			return r
+		}
+	}
+}
+
+// arcVerify runs python3-dkim's ARC verification on msg, answering key lookups from keys.
+func arcVerify(t *testing.T, msg []byte, keys map[string]string) {
+	t.Helper()
+	py := needTool(t, "/usr/bin/python3", "python3")
+	if err := exec.Command(py, "-c", "import dkim").Run(); err != nil {
+		t.Skip("python3-dkim not installed (Debian package python3-dkim; .ci/run installs it)")
+	}
+	msgPath := filepath.Join(t.TempDir(), "msg.eml")
+	if err := os.WriteFile(msgPath, msg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	for name, txt := range keys {
+		fmt.Fprintf(&table, "%q: %q,\n", name, txt)
+	}
+	script := `import dkim, sys
+keys = {` + table.String() + `}
+def dnsfunc(name, timeout=5):
+    n = name.decode() if isinstance(name, bytes) else name
+    return keys.get(n.lower(), "").encode()
+msg = open(sys.argv[1], "rb").read()
+cv, results, comment = dkim.arc_verify(msg, dnsfunc=dnsfunc)
+print(cv.decode(), comment)
+`
+	out, err := exec.Command(py, "-c", script, msgPath).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "pass") {
+		t.Errorf("python3-dkim arc_verify: %v: %s", err, out)
+	}
+}
+
+// httpGet fetches url and returns the body.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := &http.Client{Timeout: wireTimeout}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+// TestBruteForce guesses passwords against the real binary: after 10 failures from one
+// address that address is locked out (454 4.7.0, even for the right password), while the
+// right password from another address still works; the lockout shows in /metrics.
+func TestBruteForce(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOptions{Metrics: true})
+	attacker, other := "127.0.0.1", "127.0.0.201"
+	auth := func(from, pass string) reply {
+		t.Helper()
+		c := dialRawFrom(t, from, s.Submission())
+		defer c.close()
+		c.ehlo("client.test")
+		c.startTLS(s.tlsConfig(t))
+		c.ehlo("client.test")
+		token := base64.StdEncoding.EncodeToString([]byte("\x00" + address("alice") + "\x00" + pass))
+		c.write("AUTH PLAIN " + token + "\r\n")
+		return c.readWithin(30 * time.Second)
+	}
+	var codes []int
+	for i := 0; i < 20; i++ {
+		codes = append(codes, auth(attacker, fmt.Sprintf("wrong-%d", i)).Code)
+	}
+	if codes[0] != 535 || codes[19] != 454 {
+		t.Fatalf("replies to 20 wrong passwords: %v; want 535 first and 454 at the end", codes)
+	}
+	if r := auth(attacker, password("alice")); r.Code != 454 || r.Enhanced() != "4.7.0" {
+		t.Errorf("right password from the locked-out address: %v, want 454 4.7.0", r)
+	}
+	if r := auth(other, password("alice")); r.Code != 235 {
+		t.Errorf("right password from another address: %v, want 235", r)
+	}
+	body := httpGet(t, s.MetricsURL())
+	if !regexp.MustCompile(`(?m)^repute_lockouts_total 1$`).MatchString(body) {
+		t.Errorf("/metrics: want repute_lockouts_total 1 in\n%s", grepLines(body, "repute_"))
+	}
+	if !regexp.MustCompile(`(?m)^repute_login_failures_total\{protocol="smtp"\} (\d+)$`).MatchString(body) {
+		t.Errorf("/metrics: no SMTP login failures in\n%s", grepLines(body, "repute_"))
+	}
+}
+
+// dialRawFrom is dialRaw from a chosen loopback source address.
+func dialRawFrom(t *testing.T, from, addr string) *rawSMTP {
+	t.Helper()
+	d := net.Dialer{Timeout: wireTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, from, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rc := &rawSMTP{t: t, conn: c, r: bufio.NewReader(c)}
+	if r := rc.read(); r.Code != 220 {
+		t.Fatalf("banner: %v", r)
+	}
+	return rc
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
