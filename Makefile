@@ -1,6 +1,6 @@
 # The test command of the README's quick start; .ci/run runs exactly `make test`.
 GO ?= go
-CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/...
+CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/... ./internal/policy/... ./internal/auth/...
 
 .PHONY: build test vet fmt-check race fuzz bench
 
@@ -30,6 +30,11 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzCompose -fuzztime $(FUZZTIME) ./internal/dsn
 	$(GO) test -run XXX -fuzz FuzzRanges -fuzztime $(FUZZTIME) ./internal/imapsrv
 	$(GO) test -run XXX -fuzz FuzzNormalizeName -fuzztime $(FUZZTIME) ./internal/mailstore
+	$(GO) test -run XXX -fuzz '^FuzzSPFRecord$$' -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run XXX -fuzz '^FuzzDKIMSignatureHeader$$' -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run XXX -fuzz '^FuzzDMARCRecord$$' -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run XXX -fuzz '^FuzzStripAuthResults$$' -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run XXX -fuzz '^FuzzARC$$' -fuzztime $(FUZZTIME) ./internal/auth
 
 bench:
 	bash bench/inbound.sh

@@ -35,6 +35,7 @@ type serverResolver struct {
 	timeout  time.Duration
 	attempts int
 	log      *slog.Logger
+	cache    cache
 }
 
 var _ Resolver = (*serverResolver)(nil)
@@ -89,13 +90,18 @@ func (r *serverResolver) exchangeOnce(ctx context.Context, m *mdns.Msg, network 
 // query asks one question and maps the response code: NOERROR is a response, NXDOMAIN a
 // not-found error, anything else (SERVFAIL, REFUSED, ...) a temporary error.
 func (r *serverResolver) query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, adns.Result, error) {
-	resp, err := r.exchange(ctx, name, qtype)
-	if err != nil {
-		return nil, adns.Result{}, r.netError(ctx, name, err)
+	resp, result, cached := r.cache.get(name, qtype, time.Now())
+	if !cached {
+		var err error
+		resp, err = r.exchange(ctx, name, qtype)
+		if err != nil {
+			return nil, adns.Result{}, r.netError(ctx, name, err)
+		}
+		// An AD bit on SERVFAIL or REFUSED means nothing (adns applies the same rule).
+		useAD := resp.Rcode == mdns.RcodeSuccess || resp.Rcode == mdns.RcodeNameError
+		result = adns.Result{Authentic: r.trustAD && useAD && resp.AuthenticatedData}
+		r.cache.put(name, qtype, resp, result, time.Now())
 	}
-	// An AD bit on SERVFAIL or REFUSED means nothing (adns applies the same rule).
-	useAD := resp.Rcode == mdns.RcodeSuccess || resp.Rcode == mdns.RcodeNameError
-	result := adns.Result{Authentic: r.trustAD && useAD && resp.AuthenticatedData}
 	switch resp.Rcode {
 	case mdns.RcodeSuccess:
 		return resp, result, nil

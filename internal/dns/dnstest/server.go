@@ -38,7 +38,8 @@ type Server struct {
 }
 
 // Start parses records (zone-file lines with absolute names, e.g.
-// "b.test. MX 10 mx.b.test.") and serves them on 127.0.0.1 on a free port.
+// "b.test. MX 10 mx.b.test.") and serves them on 127.0.0.1 on a free port. Records
+// without a TTL get TTL 0, so resolvers do not cache them.
 func Start(records ...string) (*Server, error) {
 	s := &Server{
 		records:   map[string][]mdns.RR{},
@@ -106,7 +107,9 @@ func (s *Server) add(replace bool, records []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, line := range records {
-		rr, err := mdns.NewRR(line)
+		// TTL 0 unless the line says otherwise: tests change records and expect the
+		// change to be seen at once, so nothing may be cached by default.
+		rr, err := mdns.NewRR("$TTL 0\n" + line)
 		if err != nil {
 			return fmt.Errorf("dnstest: record %q: %w", line, err)
 		}
