@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A DNS server for benchmarks, on loopback only: it answers for a handful of names
 (the load generator's sender domain and localhost) and says NXDOMAIN to everything
-else, over UDP and TCP.
+else, over UDP and TCP. Like a real recursive resolver, it puts an SOA record in the
+authority section of negative answers (RFC 2308), so they may be cached for 300 s.
 
 Usage: dnsstub.py IP PORT SENDER_DOMAIN
 """
@@ -15,7 +16,7 @@ ip, port, sender = sys.argv[1], int(sys.argv[2]), sys.argv[3].lower().rstrip("."
 if not ip.startswith("127."):
     sys.exit("dnsstub: loopback addresses only")
 
-A, PTR, TXT = 1, 12, 16
+A, SOA, PTR, TXT = 1, 6, 12, 16
 
 
 def encode_name(name):
@@ -36,6 +37,11 @@ ZONE = {
     ("1.0.0.127.in-addr.arpa.", PTR): [encode_name("localhost.")],
 }
 NAMES = {name for name, _ in ZONE}
+# SOA of the root zone for negative answers: MNAME, RNAME, serial, refresh, retry,
+# expire, minimum (the negative TTL)
+SOA_RR = b"\0" + struct.pack(">HHI", SOA, 1, 300)
+SOA_RDATA = encode_name("ns.stub.") + encode_name("admin.stub.") + struct.pack(">IIIII", 1, 3600, 600, 86400, 300)
+SOA_RR += struct.pack(">H", len(SOA_RDATA)) + SOA_RDATA
 
 
 def answer(query):
@@ -56,9 +62,12 @@ def answer(query):
     rdatas = ZONE.get((name, qtype), [])
     rcode = 0 if name in NAMES else 3
     flags = 0x8400 | (flags & 0x0100) | rcode  # response, authoritative, copy RD
-    out = struct.pack(">HHHHHH", qid, flags, 1, len(rdatas), 0, 0) + question
+    nscount = 0 if rdatas else 1
+    out = struct.pack(">HHHHHH", qid, flags, 1, len(rdatas), nscount, 0) + question
     for rd in rdatas:
         out += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 300, len(rd)) + rd
+    if nscount:
+        out += SOA_RR
     return out
 
 

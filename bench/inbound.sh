@@ -22,6 +22,7 @@
 # Environment (defaults): N=5000 C=50 SIZE=4096 ROUNDS=3
 #   PORT_A=24525 PORT_IMAP=24143 PORT_B=24526 PORT_SINK=24527 PORT_DNS=24553
 #   DOMAIN=bench.test  KEEP=0 (1 = keep the temp dir)  PAUSE=2 (seconds between runs)
+#   SENDER_CHECKS=true (Repute's iprev/SPF/DKIM/ARC/DMARC on inbound mail; false = off)
 #
 # Needs root (Postfix), Go, and the Debian packages postfix (smtp-source, smtp-sink) and
 # python3. Never touches /etc/postfix or system services; only 127.0.0.1 is used. The
@@ -100,6 +101,8 @@ resolver = "$IP:$PORT_DNS"
 [smtp]
 # smtp-source comes from one address: allow all its sessions, and their stragglers
 max_connections_per_ip = $((C * 4 + 100))
+# SENDER_CHECKS=false measures the SMTP engine and store alone (Postfix checks nothing here)
+sender_checks = ${SENDER_CHECKS:-true}
 CFG
 R() { "$WORK/repute-bin" "$@" --config "$RCFG"; }
 R config check >/dev/null
