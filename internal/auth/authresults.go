@@ -57,12 +57,17 @@ func arOneLine(s string) string {
 // arComment returns s as an RFC 5322 comment, parentheses included: "(" , ")"
 // and "\" are escaped as quoted-pairs, control and non-ASCII characters become "?"
 // (the text may come from DNS, e.g. a PTR name).
-func arComment(s string) string {
+func arComment(s string) string { return arDelimited(s, '(', ')', `()\`) }
+
+// arDelimited puts s between open and close, backslash-escaping the bytes in special and
+// replacing control and non-ASCII bytes with '?', so that text from outside cannot end
+// the comment or quoted string early or start a new header line.
+func arDelimited(s string, open, close byte, special string) string {
 	var b strings.Builder
-	b.WriteByte('(')
+	b.WriteByte(open)
 	for _, c := range []byte(s) {
 		switch {
-		case c == '(' || c == ')' || c == '\\':
+		case strings.IndexByte(special, c) >= 0:
 			b.WriteByte('\\')
 			b.WriteByte(c)
 		case c < ' ' || c >= 0x7f:
@@ -71,7 +76,7 @@ func arComment(s string) string {
 			b.WriteByte(c)
 		}
 	}
-	b.WriteByte(')')
+	b.WriteByte(close)
 	return b.String()
 }
 

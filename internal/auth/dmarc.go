@@ -30,6 +30,12 @@ import (
 // its organizational domain), each of which the resolver already retries.
 const dmarcTimeout = 20 * time.Second
 
+// ErrSeveralAuthors marks a permerror for a message with several From fields or several
+// addresses in its From field: DMARC cannot pick the domain whose policy applies, and
+// such messages are a known way around it (a mail reader shows one address, DMARC would
+// have to check another). The inbound policy rejects them (RFC 7489 §6.6.1).
+var ErrSeveralAuthors = errors.New("several authors")
+
 // DMARCResult is the DMARC verdict for a message (RFC 7489).
 type DMARCResult struct {
 	Result       string // "pass", "fail", "none" (no record / no usable From domain), "temperror", "permerror"
@@ -246,7 +252,7 @@ func dmarcFromDomain(msg []byte) (string, error) {
 		return "", errors.New("message has no From field")
 	case 1:
 	default:
-		return "", fmt.Errorf("message has %d From fields", len(values))
+		return "", fmt.Errorf("message has %d From fields: %w", len(values), ErrSeveralAuthors)
 	}
 	list, err := dmarcFromParser.ParseList(values[0])
 	if err != nil {
@@ -257,7 +263,7 @@ func dmarcFromDomain(msg []byte) (string, error) {
 		return "", errors.New("From field has no address")
 	case 1:
 	default:
-		return "", fmt.Errorf("From field has %d addresses", len(list))
+		return "", fmt.Errorf("From field has %d addresses: %w", len(list), ErrSeveralAuthors)
 	}
 	addr := list[0].Address
 	at := strings.LastIndexByte(addr, '@')

@@ -30,13 +30,13 @@ const iprevTimeout = 20 * time.Second
 // RFC 7208 §4.6.4 sets for the same work in SPF's ptr mechanism.
 const maxPTRNames = 10
 
-// mox's iprev logs every lookup at debug level through a package-level logger that
-// cannot be replaced and that writes to stderr under mlog's default configuration
-// (everything at debug): one line per SMTP connection, outside Repute's own logging.
-// This quiets that one package. mlog.SetConfig is global, so the map keeps mlog's
-// default (debug) for every other package; a later SetConfig elsewhere replaces it.
+// mox's iprev (like a few other mox packages) logs every lookup at debug level through a
+// package-level logger that cannot be replaced and that writes to stderr under mlog's
+// default configuration (everything at debug): one line per SMTP connection, outside
+// Repute's own logging. mlog.SetConfig is global: this raises every mox package to info,
+// which leaves Repute's own loggers (passed to mox explicitly) untouched.
 func init() {
-	mlog.SetConfig(map[string]slog.Level{"": mlog.LevelDebug, "iprev": mlog.LevelInfo})
+	mlog.SetConfig(map[string]slog.Level{"": mlog.LevelInfo})
 }
 
 // IPRevResult is the reverse-DNS check of a client address (RFC 8601 §3, "iprev").

@@ -110,21 +110,7 @@ func authResultsValue(v string) string {
 	}) {
 		return v
 	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, c := range []byte(v) {
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < ' ' || c >= 0x7f:
-			b.WriteByte('?')
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+	return arDelimited(v, '"', '"', `"\`)
 }
 
 // spfResolver adapts Repute's resolver to blitiri's spf.DNSResolver, for one check.

@@ -3,6 +3,9 @@ package policy
 // Inbound sender authentication: what the MX session asks at each stage, and the verdict
 // it acts on after DATA.
 //
+// A message with several From fields or several authors is rejected too: DMARC cannot
+// tell whose policy applies, and mail readers show only one of them.
+//
 // Stages: iprev (FCrDNS) when the client connects and SPF when MAIL FROM arrives both run
 // in the background while the client goes on talking; DKIM, ARC and DMARC need the
 // message, so they run after DATA. The verdict is then one of four actions:
@@ -20,6 +23,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -114,6 +118,9 @@ func (v *Verifier) Message(iprev auth.IPRevResult, spf auth.SPFResult, msg []byt
 		}
 	case d.Result == "fail" && d.Disposition == "quarantine":
 		vd.Action = Junk
+	case d.Result == "permerror" && errors.Is(d.Err, auth.ErrSeveralAuthors):
+		vd.Action = Reject
+		vd.Reason = fmt.Sprintf("Message refused: %v; DMARC needs exactly one author (RFC 7489 section 6.6.1)", d.Err)
 	}
 	return vd
 }

@@ -77,3 +77,27 @@ func TestVerifierActions(t *testing.T) {
 		})
 	}
 }
+
+func TestSeveralAuthorsRejected(t *testing.T) {
+	srv, err := dnstest.Start(`ok.test. TXT "v=spf1 ip4:192.0.2.0/24 -all"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r, err := rdns.New(srv.Addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &Verifier{Resolver: r, AuthservID: "mx.example.net"}
+	for _, header := range []string{
+		"From: <ceo@bank.test>\r\nFrom: <x@ok.test>\r\n",
+		"From: <ceo@bank.test>, <x@ok.test>\r\n",
+	} {
+		c := v.Start(netip.MustParseAddr("192.0.2.7"))
+		c.MailFrom("client.example.org", "x@ok.test")
+		vd := c.Verify([]byte(header + "Subject: hi\r\n\r\nbody\r\n"))
+		if vd.Action != Reject || !strings.Contains(vd.Reason, "RFC 7489") {
+			t.Errorf("%q: action %v, reason %q; want reject", header, vd.Action, vd.Reason)
+		}
+	}
+}

@@ -1,8 +1,6 @@
 package session
 
 import (
-	"bufio"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -67,14 +65,7 @@ func TestRateLimitReplies(t *testing.T) {
 	c.cmd("MAIL FROM:<x@r.test>", "450 4.7.1")
 	dial(t, e.mx)
 	dial(t, e.sub) // all listeners share the limit
-	nc, err := net.Dial("tcp", e.mx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	line, _ := bufio.NewReader(nc).ReadString('\n')
-	if !strings.HasPrefix(line, "421 4.7.0") {
+	if line := greeting(t, e.mx); !strings.HasPrefix(line, "421 4.7.0") {
 		t.Errorf("fourth connection in a minute got %q, want 421 4.7.0", line)
 	}
 }

@@ -387,16 +387,22 @@ func TestConnectionLimitPerIP(t *testing.T) {
 	e := start(t, func(s *Server) { s.Limits = &Limits{PerIP: 2} })
 	dial(t, e.mx)
 	dial(t, e.mx)
-	nc, err := net.Dial("tcp", e.mx)
+	if line := greeting(t, e.mx); !strings.HasPrefix(line, "421 4.7.0") {
+		t.Errorf("third connection got %q, want 421 4.7.0", line)
+	}
+}
+
+// greeting connects to addr and returns the server's first line.
+func greeting(t *testing.T, addr string) string {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	line, _ := bufio.NewReader(nc).ReadString('\n')
-	if !strings.HasPrefix(line, "421 4.7.0") {
-		t.Errorf("third connection got %q, want 421 4.7.0", line)
-	}
+	return line
 }
 
 func TestDiskFullDefers(t *testing.T) {

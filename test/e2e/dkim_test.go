@@ -81,30 +81,40 @@ func publishDKIM(t *testing.T, z *zone, s *server, domain string) map[string]str
 // pythonVerify runs Debian's python3-dkim on msg, answering its key lookups from keys.
 func pythonVerify(t *testing.T, msg []byte, keys map[string]string) {
 	t.Helper()
+	out, err := runPythonDKIM(t, msg, keys, `d = dkim.DKIM(msg)
+n = len([l for l in msg.split(b"\r\n\r\n")[0].split(b"\r\n") if l.lower().startswith(b"dkim-signature:")])
+ok = all(d.verify(idx=i, dnsfunc=dnsfunc) for i in range(n))
+print("pass" if ok and n > 0 else "fail %d" % n)
+`)
+	if err != nil || strings.TrimSpace(out) != "pass" {
+		t.Errorf("python3-dkim: %v: %s", err, out)
+	}
+}
+
+// runPythonDKIM runs a script with Debian's python3-dkim imported, msg (bytes) read from
+// a file and dnsfunc answering key lookups from keys, and returns its output. The test
+// is skipped without python3-dkim.
+func runPythonDKIM(t *testing.T, msg []byte, keys map[string]string, script string) (string, error) {
+	t.Helper()
 	py := needTool(t, "/usr/bin/python3", "python3")
 	if err := exec.Command(py, "-c", "import dkim").Run(); err != nil {
 		t.Skip("python3-dkim not installed (Debian package python3-dkim; .ci/run installs it)")
 	}
-	dir := t.TempDir()
-	msgPath := filepath.Join(dir, "msg.eml")
-	os.WriteFile(msgPath, msg, 0o600)
+	msgPath := filepath.Join(t.TempDir(), "msg.eml")
+	if err := os.WriteFile(msgPath, msg, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var table strings.Builder
 	for name, txt := range keys {
 		fmt.Fprintf(&table, "%q: %q,\n", name, txt)
 	}
-	script := `import dkim, sys
+	prologue := `import dkim, sys
 keys = {` + table.String() + `}
 def dnsfunc(name, timeout=5):
     n = name.decode() if isinstance(name, bytes) else name
     return keys.get(n.lower(), "").encode()
 msg = open(sys.argv[1], "rb").read()
-d = dkim.DKIM(msg)
-n = len([l for l in msg.split(b"\r\n\r\n")[0].split(b"\r\n") if l.lower().startswith(b"dkim-signature:")])
-ok = all(d.verify(idx=i, dnsfunc=dnsfunc) for i in range(n))
-print("pass" if ok and n > 0 else "fail %d" % n)
 `
-	out, err := exec.Command(py, "-c", script, msgPath).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "pass" {
-		t.Errorf("python3-dkim: %v: %s", err, out)
-	}
+	out, err := exec.Command(py, "-c", prologue+script, msgPath).CombinedOutput()
+	return string(out), err
 }

@@ -7,9 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -57,19 +54,13 @@ func TestInboundAuth(t *testing.T) {
 	t.Run("forged From with p=reject", func(t *testing.T) {
 		// SPF passes for remote.test (the test zone allows loopback), but the From
 		// domain a.test is neither aligned with it nor signed.
-		c := dialRawGreeted(t, b.SMTP())
-		c.expect("EHLO client.remote.test", 250, "")
-		c.expect("MAIL FROM:<ceo@remote.test>", 250, "")
-		c.expect("RCPT TO:<bob@b.test>", 250, "")
-		c.expect("DATA", 354, "")
 		subj := "forged " + uniqueID()
-		c.write(message("ceo@a.test", "bob@b.test", subj, "Please wire the money.") + ".\r\n")
-		r := c.read()
+		r := sendRaw(t, b.SMTP(), "ceo@remote.test", "bob@b.test",
+			message("ceo@a.test", "bob@b.test", subj, "Please wire the money."), wireTimeout)
 		checkReply(t, "end of DATA", r, 550, "5.7.1")
 		if !strings.Contains(r.String(), "a.test") {
 			t.Errorf("the rejection should name the From domain: %v", r)
 		}
-		c.expect("QUIT", 221, "")
 		for _, m := range b.messages(t, "bob", "INBOX", false) {
 			if m.Subject == subj {
 				t.Fatal("the forged message was delivered")
@@ -78,15 +69,9 @@ func TestInboundAuth(t *testing.T) {
 	})
 
 	t.Run("p=quarantine goes to Junk", func(t *testing.T) {
-		c := dialRawGreeted(t, b.SMTP())
-		c.expect("EHLO client.remote.test", 250, "")
-		c.expect("MAIL FROM:<news@q.test>", 250, "")
-		c.expect("RCPT TO:<carol@b.test>", 250, "")
-		c.expect("DATA", 354, "")
 		subj := "quarantined " + uniqueID()
-		c.write(message("news@q.test", "carol@b.test", subj, "Hello.") + ".\r\n")
-		checkReply(t, "end of DATA", c.read(), 250, "2.0.0")
-		c.expect("QUIT", 221, "")
+		r := sendRaw(t, b.SMTP(), "news@q.test", "carol@b.test", message("news@q.test", "carol@b.test", subj, "Hello."), wireTimeout)
+		checkReply(t, "end of DATA", r, 250, "2.0.0")
 		found := false
 		for _, m := range b.messages(t, "carol", "Junk", true) {
 			if m.Subject == subj {
@@ -102,17 +87,12 @@ func TestInboundAuth(t *testing.T) {
 	})
 
 	t.Run("forged Authentication-Results removed", func(t *testing.T) {
-		c := dialRawGreeted(t, b.SMTP())
-		c.expect("EHLO client.remote.test", 250, "")
-		c.expect("MAIL FROM:<someone@remote.test>", 250, "")
-		c.expect("RCPT TO:<bob@b.test>", 250, "")
-		c.expect("DATA", 354, "")
 		subj := "fake results " + uniqueID()
-		c.write("Authentication-Results: MX.B.TEST;\r\n\tdmarc=pass header.from=bank.example\r\n" +
-			"Authentication-Results: other.example; spf=pass smtp.mailfrom=x.example\r\n" +
-			message("someone@remote.test", "bob@b.test", subj, "Trust me.") + ".\r\n")
-		checkReply(t, "end of DATA", c.read(), 250, "2.0.0")
-		c.expect("QUIT", 221, "")
+		r := sendRaw(t, b.SMTP(), "someone@remote.test", "bob@b.test",
+			"Authentication-Results: MX.B.TEST;\r\n\tdmarc=pass header.from=bank.example\r\n"+
+				"Authentication-Results: other.example; spf=pass smtp.mailfrom=x.example\r\n"+
+				message("someone@remote.test", "bob@b.test", subj, "Trust me."), wireTimeout)
+		checkReply(t, "end of DATA", r, 250, "2.0.0")
 		m := b.waitForMessage(t, "bob", deliveryTimeout, fmt.Sprintf("%q", subj), withSubject(subj))
 		ours := authResults(m.Body, "mx.b.test")
 		if len(ours) != 1 || strings.Contains(ours[0], "bank.example") {
@@ -124,13 +104,9 @@ func TestInboundAuth(t *testing.T) {
 	})
 
 	t.Run("DNS timeout gives 451", func(t *testing.T) {
-		c := dialRawGreeted(t, b.SMTP())
-		c.expect("EHLO client.remote.test", 250, "")
-		c.expect("MAIL FROM:<user@dead.test>", 250, "")
-		c.expect("RCPT TO:<bob@b.test>", 250, "")
-		c.expect("DATA", 354, "")
-		c.write(message("user@dead.test", "bob@b.test", "dead dns "+uniqueID(), "Hello.") + ".\r\n")
-		r := c.readWithin(60 * time.Second) // the resolver gives up after its own timeouts
+		// The resolver gives up after its own timeouts (two tries of 5 s per lookup).
+		r := sendRaw(t, b.SMTP(), "user@dead.test", "bob@b.test",
+			message("user@dead.test", "bob@b.test", "dead dns "+uniqueID(), "Hello."), 60*time.Second)
 		checkReply(t, "end of DATA", r, 451, "4.4.3")
 	})
 
@@ -160,6 +136,20 @@ func TestInboundAuth(t *testing.T) {
 			}
 		}
 	})
+}
+
+// sendRaw sends one message from client.remote.test over a bare socket and returns the
+// reply to the end of its data, waiting up to wait for it.
+func sendRaw(t *testing.T, addr, from, rcpt, data string, wait time.Duration) reply {
+	t.Helper()
+	c := dialRawGreeted(t, addr)
+	defer c.close()
+	c.expect("EHLO client.remote.test", 250, "")
+	c.expect("MAIL FROM:<"+from+">", 250, "")
+	c.expect("RCPT TO:<"+rcpt+">", 250, "")
+	c.expect("DATA", 354, "")
+	c.write(data + ".\r\n")
+	return c.readWithin(wait)
 }
 
 // authResults returns the Authentication-Results fields of raw whose authserv-id is id,
@@ -221,29 +211,10 @@ func (c *rawSMTP) readWithin(d time.Duration) reply {
 // arcVerify runs python3-dkim's ARC verification on msg, answering key lookups from keys.
 func arcVerify(t *testing.T, msg []byte, keys map[string]string) {
 	t.Helper()
-	py := needTool(t, "/usr/bin/python3", "python3")
-	if err := exec.Command(py, "-c", "import dkim").Run(); err != nil {
-		t.Skip("python3-dkim not installed (Debian package python3-dkim; .ci/run installs it)")
-	}
-	msgPath := filepath.Join(t.TempDir(), "msg.eml")
-	if err := os.WriteFile(msgPath, msg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var table strings.Builder
-	for name, txt := range keys {
-		fmt.Fprintf(&table, "%q: %q,\n", name, txt)
-	}
-	script := `import dkim, sys
-keys = {` + table.String() + `}
-def dnsfunc(name, timeout=5):
-    n = name.decode() if isinstance(name, bytes) else name
-    return keys.get(n.lower(), "").encode()
-msg = open(sys.argv[1], "rb").read()
-cv, results, comment = dkim.arc_verify(msg, dnsfunc=dnsfunc)
+	out, err := runPythonDKIM(t, msg, keys, `cv, results, comment = dkim.arc_verify(msg, dnsfunc=dnsfunc)
 print(cv.decode(), comment)
-`
-	out, err := exec.Command(py, "-c", script, msgPath).CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "pass") {
+`)
+	if err != nil || !strings.HasPrefix(out, "pass") {
 		t.Errorf("python3-dkim arc_verify: %v: %s", err, out)
 	}
 }
