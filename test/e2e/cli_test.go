@@ -202,10 +202,7 @@ func parseDevOutput(out string) devInfo {
 // dev server's lookups (it uses the system resolver) stay on loopback.
 func privateResolver(t *testing.T) []string {
 	t.Helper()
-	unshare, err := exec.LookPath("unshare")
-	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and unshare(1) to give repute dev a loopback-only /etc/resolv.conf")
-	}
+	needUnshare(t)
 	const ip = "127.0.0.253"
 	pc, err := net.ListenPacket("udp", ip+":53")
 	if err != nil {
@@ -222,12 +219,27 @@ func privateResolver(t *testing.T) []string {
 	go func() { _ = udp.ActivateAndServe() }()
 	go func() { _ = tcp.ActivateAndServe() }()
 	t.Cleanup(func() { _ = udp.Shutdown(); _ = tcp.Shutdown() })
+	return withResolvConf(t, ip)
+}
 
+// needUnshare skips the test unless programs can be given a private /etc/resolv.conf.
+func needUnshare(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and unshare(1) to give a program a loopback-only /etc/resolv.conf")
+	}
+}
+
+// withResolvConf returns a command prefix that runs a program in a mount namespace of
+// its own whose /etc/resolv.conf names only the DNS server on ip:53.
+func withResolvConf(t *testing.T, ip string) []string {
+	t.Helper()
+	needUnshare(t)
 	conf := filepath.Join(t.TempDir(), "resolv.conf")
 	if err := os.WriteFile(conf, []byte("nameserver "+ip+"\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return []string{unshare, "-m", "sh", "-c", `mount --bind "$1" /etc/resolv.conf && shift && exec "$@"`, "sh", conf}
+	return []string{"unshare", "-m", "sh", "-c", `mount --bind "$1" /etc/resolv.conf && shift && exec "$@"`, "sh", conf}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writing process and a polling test.

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -121,6 +123,7 @@ func TestInboundAuth(t *testing.T) {
 			t.Errorf("a's own verdict on the ARC chain: %q", ar)
 		}
 		arcVerify(t, []byte(m.Body), bKeys)
+		arcverifyCommand(t, z, []byte(m.Body))
 	})
 
 	t.Run("metrics", func(t *testing.T) {
@@ -216,6 +219,22 @@ print(cv.decode(), comment)
 `)
 	if err != nil || !strings.HasPrefix(out, "pass") {
 		t.Errorf("python3-dkim arc_verify: %v: %s", err, out)
+	}
+}
+
+// arcverifyCommand runs Debian's arcverify command on msg, with a private resolv.conf
+// naming the test's zone served on a loopback address of its own.
+func arcverifyCommand(t *testing.T, z *zone, msg []byte) {
+	t.Helper()
+	arcverify := needTool(t, "/usr/bin/arcverify", "python3-dkim")
+	ip := allocAddr(t, true, 53)
+	z.listen(ip)
+	args := append(withResolvConf(t, ip), arcverify)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin = bytes.NewReader(msg)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cv=b'pass'") {
+		t.Errorf("arcverify: %v: %s", err, out)
 	}
 }
 
