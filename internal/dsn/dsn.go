@@ -278,14 +278,19 @@ func writeField(b *bytes.Buffer, name, value string) {
 }
 
 // fold breaks s at spaces into lines of at most width characters, continuing lines with
-// a tab. A word too long for the hard limit of 998 is split with a space, which changes the
-// text slightly but keeps the message valid.
+// a tab. A word too long for the hard limit of 998 is split with a space, and runs of
+// spaces beyond the width are shortened, which changes the text slightly but keeps the
+// message valid.
 func fold(s string, width int) string {
 	const hard = 990
 	var out strings.Builder
 	lineLen, first := 0, true
 	emit := func(w string) {
 		switch {
+		case w == "" && !first && lineLen+1 > width:
+			// A run of spaces past the fold width: a fold cannot start with an empty
+			// word (that would leave a whitespace-only line), so the extra space goes.
+			return
 		case first:
 			first = false
 		case lineLen+1+len(w) > width && lineLen > 1 && w != "":

@@ -565,6 +565,7 @@ func TestFold(t *testing.T) {
 		{"Diagnostic-Code: smtp; " + strings.Repeat("word ", 60) + "end", 78, true},
 		{"Diagnostic-Code: smtp; " + strings.Repeat("y", 3000), 998, false},
 		{"X: a  b   c", 78, true},
+		{"Diagnostic-Code: x;" + strings.Repeat(" ", 3000) + "end", 998, false}, // found by FuzzCompose
 	}
 	for _, tc := range tests {
 		out := fold(tc.in, 78)
