@@ -65,6 +65,14 @@ func commands() map[string]*command {
 		"dns": {subs: map[string]*command{
 			"records": {usage: "dns records DOMAIN: the DNS records the domain needs, as a zone-file snippet", run: cmdDNSRecords},
 		}},
+		"bounce": {subs: map[string]*command{
+			"classify": {usage: "bounce classify [--json] [--dsn FILE]: what SMTP replies (one per line on standard input) or a bounce message mean", run: cmdBounceClassify},
+		}},
+		"suppression": {subs: map[string]*command{
+			"list":   {usage: "suppression list [--domain D] [--json]: recipients that sending domains no longer mail", run: cmdSuppressionList},
+			"add":    {usage: "suppression add ADDRESS... [--domain D] [--note TEXT]: stop mailing these recipients from D", run: cmdSuppressionAdd},
+			"remove": {usage: "suppression remove ADDRESS... [--domain D]: allow mailing them again", run: cmdSuppressionRemove},
+		}},
 		"queue": {subs: map[string]*command{
 			"list":    {usage: "queue list [--json]: messages waiting for outbound delivery", run: cmdQueueList},
 			"show":    {usage: "queue show ID [--json]", run: cmdQueueShow},

@@ -23,6 +23,8 @@ import (
 
 	"github.com/repute-mail/repute/internal/auth"
 	"github.com/repute-mail/repute/internal/authguard"
+	"github.com/repute-mail/repute/internal/bounce"
+	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/config"
 	"github.com/repute-mail/repute/internal/delivery"
 	"github.com/repute-mail/repute/internal/dns"
@@ -35,6 +37,7 @@ import (
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/tlsconf"
+	"github.com/repute-mail/repute/internal/verp"
 )
 
 // App is a running Repute server.
@@ -50,6 +53,8 @@ type App struct {
 	metricsSrv *http.Server
 	mailstore  *mailstore.Mailstore
 	signer     *auth.Signer
+	classifier *classify.Classifier
+	bounces    *bounce.Processor
 	resolver   dns.Resolver
 	smtp       []*session.Server
 	imap       *imapsrv.Server
@@ -110,6 +115,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.buildOutbound(); err != nil {
 		return err
 	}
+	if err := a.buildBounces(ctx); err != nil {
+		return err
+	}
 
 	limits := &session.Limits{Max: cfg.SMTP.MaxConnections, PerIP: cfg.SMTP.MaxConnectionsPerIP}
 	rates := &session.RateLimits{ConnectionsPerMinute: cfg.SMTP.ConnectionRatePerIP, MessagesPerMinute: cfg.SMTP.MessageRatePerIP}
@@ -133,7 +141,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
 			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Sign: a.signer.Sign, DNSBL: dnsbl,
-			Verifier: verifier, Rates: rates, Metrics: a.metrics,
+			Verifier: verifier, Rates: rates, Metrics: a.metrics, Bounces: a.bounces,
 		}
 		a.smtp = append(a.smtp, s)
 		return s
@@ -301,11 +309,45 @@ func (a *App) buildOutbound() error {
 			router.Routes[strings.ToLower(d)] = c
 		}
 	}
+	a.classifier = classify.Default()
+	if cfg.Bounce.RulesFile != "" {
+		if a.classifier, err = classify.Load(cfg.Bounce.RulesFile); err != nil {
+			return fmt.Errorf("bounce.rules_file: %w", err)
+		}
+	}
 	q := cfg.Queue
-	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Hostname: cfg.Hostname, Events: a.events,
+	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Hostname: cfg.Hostname, Events: a.events, Classifier: a.classifier,
 		Logger: a.log, Delivered: a.mailstore.Delivered, Concurrency: q.Concurrency, ScanInterval: q.ScanInterval.Duration,
 		Policy: scheduler.Policy{RetryMin: q.RetryMin.Duration, RetryMax: q.RetryMax.Duration, MaxAge: q.MaxAge.Duration,
 			DelayWarning: q.DelayWarning.Duration}}
+	return nil
+}
+
+// buildBounces sets up the bounce address tags of outgoing mail and the processor that
+// consumes what comes back to them (and to the feedback addresses).
+func (a *App) buildBounces(ctx context.Context) error {
+	key, err := a.db.Secret(ctx, "verp")
+	if err != nil {
+		return err
+	}
+	feedback := map[string]bool{}
+	for _, f := range a.cfg.Bounce.FeedbackAddresses {
+		feedback[strings.ToLower(f)] = true
+	}
+	a.bounces = &bounce.Processor{DB: a.db, Classifier: a.classifier, Key: key, Feedback: feedback,
+		Hostname: a.cfg.Hostname, Events: a.events, Logger: a.log, Delivered: a.mailstore.Delivered}
+	if a.cfg.Bounce.TagEnvelope {
+		a.sched.EnvelopeFrom = func(from, msgID string) string {
+			at := strings.LastIndexByte(from, '@')
+			if at < 0 {
+				return from
+			}
+			if local, err := a.db.IsLocalDomain(context.Background(), strings.ToLower(from[at+1:])); err != nil || !local {
+				return from // forwarded mail of other domains keeps its sender
+			}
+			return verp.Encode(key, from, msgID)
+		}
+	}
 	return nil
 }
 

@@ -31,7 +31,10 @@ func TestImportsFlowOneWay(t *testing.T) {
 		"internal/dsn":       {},
 		"internal/auth":      {"internal/dns"},
 		"internal/delivery":  {"internal/dns"},
-		"internal/scheduler": {"internal/store", "internal/delivery", "internal/dsn", "internal/smtp", "internal/obs"},
+		"internal/scheduler": {"internal/store", "internal/delivery", "internal/dsn", "internal/smtp", "internal/obs", "internal/classify"},
+		"internal/classify":  {},
+		"internal/verp":      {},
+		"internal/bounce":    {"internal/classify", "internal/dsn", "internal/obs", "internal/smtp", "internal/store", "internal/verp"},
 	}
 	root := filepath.Join("..", "..")
 	for pkg, ok := range allowed {

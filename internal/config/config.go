@@ -45,6 +45,7 @@ type Config struct {
 	Queue    Queue    `toml:"queue"`
 	Store    Store    `toml:"store"`
 	SMTP     SMTP     `toml:"smtp"`
+	Bounce   Bounce   `toml:"bounce"`
 	IMAP     IMAP     `toml:"imap"`
 	Log      Log      `toml:"log"`
 }
@@ -131,6 +132,13 @@ type SMTP struct {
 	RateLimitExempt     []string `toml:"rate_limit_exempt"`      // client networks (CIDR) never rate limited
 }
 
+// Bounce configures bounce intelligence.
+type Bounce struct {
+	RulesFile         string   `toml:"rules_file"`         // admin classification rules, added to and overriding the built-in ones
+	TagEnvelope       bool     `toml:"tag_envelope"`       // VERP-style bounce address tags on outgoing mail
+	FeedbackAddresses []string `toml:"feedback_addresses"` // where ARF complaint reports arrive
+}
+
 // IMAP holds IMAP listener limits.
 type IMAP struct {
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
@@ -196,6 +204,7 @@ func Default() Config {
 			MessageRatePerIP:    120,
 			RateLimitExempt:     []string{"127.0.0.0/8", "::1/128"},
 		},
+		Bounce: Bounce{TagEnvelope: true},
 		IMAP: IMAP{
 			MaxConnectionsPerIP: 50,
 			IdleTimeout:         Duration{30 * time.Minute},
@@ -286,6 +295,12 @@ func (c *Config) validate() []*Error {
 	for _, z := range c.SMTP.DNSBL {
 		if msg := checkDomain(z); msg != "" {
 			v.addf("smtp.dnsbl", "smtp.dnsbl: %q: %s; list DNS blocklist zones such as \"zen.spamhaus.org\"", z, msg)
+		}
+	}
+	for _, a := range c.Bounce.FeedbackAddresses {
+		at := strings.LastIndexByte(a, '@')
+		if at <= 0 || checkDomain(a[at+1:]) != "" {
+			v.addf("bounce.feedback_addresses", "bounce.feedback_addresses: %q is not an address; use a local address such as \"fbl@example.org\"", a)
 		}
 	}
 	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {

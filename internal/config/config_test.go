@@ -56,8 +56,9 @@ func TestParseValid(t *testing.T) {
 			MessageRatePerIP:    0,
 			RateLimitExempt:     []string{"192.0.2.0/24"},
 		},
-		IMAP: IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},
-		Log:  Log{Level: "debug", Format: "json"},
+		Bounce: Bounce{RulesFile: "/etc/repute/bounce-rules.toml", TagEnvelope: false, FeedbackAddresses: []string{"fbl@example.org"}},
+		IMAP:   IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},
+		Log:    Log{Level: "debug", Format: "json"},
 	}
 
 	partial := Default()

@@ -105,6 +105,9 @@ func parse(file string, data []byte) (Config, error) {
 	if len(cfg.SMTP.DNSBL) == 0 {
 		cfg.SMTP.DNSBL = nil
 	}
+	if len(cfg.Bounce.FeedbackAddresses) == 0 {
+		cfg.Bounce.FeedbackAddresses = nil
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
 		p := positions.find(und[0])

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/delivery"
 	"github.com/repute-mail/repute/internal/dsn"
 	"github.com/repute-mail/repute/internal/obs"
@@ -36,6 +38,7 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 			outs = append(outs, store.Outcome{ID: id, Delivered: true})
 			s.event(obs.Delivered, e, a, now)
 		case a.Permanent:
+			s.suppressFailed(ctx, e, a, now)
 			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})
 		default:
 			next, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, a.RetryAfter, s.Jitter())
@@ -83,14 +86,78 @@ func attemptText(a delivery.Attempt) string {
 }
 
 func (s *Scheduler) event(kind string, e store.QueueEntry, a delivery.Attempt, now time.Time) {
+	var c classify.Result
+	if kind != obs.Delivered {
+		c = s.classify(a)
+	}
 	s.Events.Emit(obs.Event{Time: now, Event: kind, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt,
+		Provider: c.Provider, Category: c.Category,
 		SourceIP: a.SourceIP, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text,
 		DelayS: now.Sub(time.Unix(e.Created, 0)).Seconds(), Size: e.Size, IP: a.IP, TLS: a.TLS,
 		TLSVerified: a.TLSVerified, DurationS: a.Duration.Seconds(), Attempt: e.Attempts + 1, TLSRPT: a.TLSRPT})
 	if kind != obs.Delivered {
 		s.Logger.Info("queue: "+kind, "msg_id", e.MsgID, "rcpt", e.Rcpt, "mx", a.MX, "code", a.Code,
-			"enhanced", a.Enhanced, "text", a.Text, "attempts", e.Attempts+1)
+			"enhanced", a.Enhanced, "text", a.Text, "attempts", e.Attempts+1, "category", c.Category, "provider", c.Provider)
 	}
+}
+
+// classify reads an attempt's reply (zero Result without a Classifier).
+func (s *Scheduler) classify(a delivery.Attempt) classify.Result {
+	if s.Classifier == nil {
+		return classify.Result{}
+	}
+	return s.Classifier.ClassifyFrom(attemptText(a), a.MX)
+}
+
+// suppressFailed adds the recipient of a permanent failure to its sending domain's
+// suppression list when the reply says the recipient is gone (bad or inactive mailbox,
+// bad domain: the classifier's action suppress_recipient). Mailing it again could only
+// hurt the domain's reputation.
+func (s *Scheduler) suppressFailed(ctx context.Context, e store.QueueEntry, a delivery.Attempt, now time.Time) {
+	c := s.classify(a)
+	domain := senderDomain(e.From)
+	if c.Action != classify.ActionSuppressRecipient || domain == "" {
+		return
+	}
+	if sup, err := s.DB.Suppressed(ctx, domain, e.Rcpt); err == nil && sup != nil {
+		return // already suppressed (perhaps this very attempt was refused for it): keep the first cause
+	}
+	added, err := s.DB.Suppress(ctx, store.Suppression{SenderDomain: domain, Address: e.Rcpt, Reason: c.Category,
+		Source: "delivery", Detail: attemptText(a), MsgID: e.MsgID, Created: now})
+	if err != nil {
+		s.Logger.Error("queue: cannot suppress a failed recipient", "rcpt", e.Rcpt, "err", err)
+		return
+	}
+	if added {
+		s.Events.Emit(obs.Event{Time: now, Event: obs.Suppressed, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt,
+			Provider: c.Provider, Category: c.Category, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text})
+		s.Logger.Info("queue: recipient suppressed", "rcpt", e.Rcpt, "sender_domain", domain, "category", c.Category)
+	}
+}
+
+// checkSuppressed refuses, before any connection, a queued entry whose recipient its
+// sending domain no longer mails (the entry was queued before the suppression, or came
+// in through sendmail): it bounces with a notice like any permanent failure.
+func (s *Scheduler) checkSuppressed(ctx context.Context, e store.QueueEntry) (delivery.Attempt, bool) {
+	domain := senderDomain(e.From)
+	if domain == "" {
+		return delivery.Attempt{}, false
+	}
+	sup, err := s.DB.Suppressed(ctx, domain, e.Rcpt)
+	if err != nil || sup == nil {
+		return delivery.Attempt{}, false // a failed lookup must not stop delivery
+	}
+	return delivery.Attempt{QueueID: e.ID, Rcpt: e.Rcpt, Code: 550, Enhanced: "5.1.1", Permanent: true,
+		Text: fmt.Sprintf("not sent: <%s> is suppressed for %s (%s since %s)", e.Rcpt, domain, sup.Reason,
+			sup.Created.UTC().Format("2006-01-02"))}, true
+}
+
+// senderDomain is the domain of an envelope sender, "" for the null sender.
+func senderDomain(from string) string {
+	if i := strings.LastIndexByte(from, '@'); i >= 0 {
+		return strings.ToLower(from[i+1:])
+	}
+	return ""
 }
 
 // bounce removes failed entries of one message and returns a notice to its sender, in one

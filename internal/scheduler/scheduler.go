@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/delivery"
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/store"
@@ -43,6 +44,13 @@ type Scheduler struct {
 	Logger    *slog.Logger
 	// Delivered is told about notices stored in local mailboxes (IMAP notifications).
 	Delivered func([]store.Stored)
+	// Classifier reads failed attempts' replies: their category and provider go into the
+	// event log, and permanent failures that say the recipient is gone suppress it for
+	// the sending domain. nil: no classification, no automatic suppression.
+	Classifier *classify.Classifier
+	// EnvelopeFrom gives the envelope sender a message leaves with (the bounce address
+	// tag of internal/verp); nil sends with the sender as queued.
+	EnvelopeFrom func(from, msgID string) string
 	// Concurrency bounds deliveries in progress; PerDomain bounds those to one domain
 	// (parallel connections to one destination), BatchSize the messages per connection.
 	Concurrency  int
@@ -296,6 +304,10 @@ func (s *Scheduler) deliver(ctx context.Context, b *batch, report func([]deliver
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		e := b.entries[id]
+		if a, refused := s.checkSuppressed(ctx, e); refused {
+			report([]delivery.Attempt{a})
+			continue
+		}
 		m := byMsg[e.MsgID]
 		if m == nil {
 			body, err := s.DB.Blob(ctx, e.BlobID)
@@ -303,7 +315,11 @@ func (s *Scheduler) deliver(ctx context.Context, b *batch, report func([]deliver
 				report([]delivery.Attempt{{QueueID: id, Rcpt: e.Rcpt, Text: "reading the queued message: " + err.Error()}})
 				continue
 			}
-			m = &delivery.Message{ID: e.MsgID, From: e.From, Body: body, RequireTLS: e.RequireTLS}
+			from := e.From
+			if s.EnvelopeFrom != nil {
+				from = s.EnvelopeFrom(from, e.MsgID)
+			}
+			m = &delivery.Message{ID: e.MsgID, From: from, Body: body, RequireTLS: e.RequireTLS}
 			byMsg[e.MsgID] = m
 			msgs = append(msgs, m)
 		}

@@ -66,8 +66,32 @@ func (c *conn) checkSender(from smtp.Address) error {
 	return refuse
 }
 
+// checkSuppressed refuses a recipient that the sender's domain no longer mails (a hard
+// bounce, a complaint, an unsubscribe): mailing it again would only cost reputation.
+func (c *conn) checkSuppressed(ctx context.Context, addr smtp.Address) error {
+	s, err := c.srv.DB.Suppressed(ctx, c.tx.from.Domain, addr.String())
+	if err != nil {
+		return fmt.Errorf("check suppression: %w", err)
+	}
+	if s == nil {
+		return nil
+	}
+	detail := ""
+	if s.Detail != "" {
+		detail = " (" + sanitize(s.Detail) + ")"
+		if len(detail) > 200 {
+			detail = detail[:200] + "...)"
+		}
+	}
+	return smtp.Errorf(550, "5.1.1", "<%s> suppressed: %s since %s%s; the admin can lift it with 'repute suppression remove'",
+		addr, s.Reason, s.Created.UTC().Format("2006-01-02"), detail)
+}
+
 // resolve decides at RCPT whether a recipient is accepted and where its mail goes.
 func (c *conn) resolve(addr smtp.Address) (recipient, error) {
+	if c.srv.Mode == MX && c.srv.Bounces != nil && c.srv.Bounces.Match(addr) {
+		return recipient{addr: addr, sink: true}, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	targets, err := c.srv.DB.Resolve(ctx, addr)
@@ -78,6 +102,9 @@ func (c *conn) resolve(addr smtp.Address) (recipient, error) {
 		if c.srv.Mode == Submission && c.user != nil {
 			if strings.HasPrefix(addr.Domain, "[") {
 				return recipient{}, smtp.Errorf(550, "5.1.2", "Address literals are not accepted as destinations")
+			}
+			if err := c.checkSuppressed(ctx, addr); err != nil {
+				return recipient{}, err
 			}
 			return recipient{addr: addr, remote: true}, nil
 		}
@@ -141,6 +168,26 @@ func (c *conn) finish(data []byte) {
 		return
 	}
 
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	consumed := 0
+	for _, r := range tx.rcpts {
+		if !r.sink {
+			continue
+		}
+		if err := c.srv.Bounces.Consume(ctx, r.addr, body); err != nil {
+			c.replyErr(err)
+			return
+		}
+		consumed++
+	}
+	if consumed == len(tx.rcpts) {
+		c.log.Info("smtp: report consumed", "msg_id", msgID, "from", tx.from.String(), "rcpts", consumed)
+		c.srv.Metrics.Message(c.srv.Mode.String(), "consumed")
+		c.reply(smtp.Errorf(250, "2.0.0", "OK consumed as %s", msgID))
+		return
+	}
+
 	d := &store.Delivery{MsgID: msgID, From: tx.from.String(), Body: body, Received: tx.received, RequireTLS: tx.requireTLS}
 	if c.user != nil {
 		d.UserID = c.user.ID
@@ -148,6 +195,9 @@ func (c *conn) finish(data []byte) {
 	seenUser := map[int64]bool{}
 	var remote []string
 	for _, r := range tx.rcpts {
+		if r.sink {
+			continue
+		}
 		if r.remote {
 			remote = append(remote, r.addr.String())
 			continue
@@ -168,8 +218,6 @@ func (c *conn) finish(data []byte) {
 		}
 	}
 	d.Remote = dedupe(remote)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	stored, err := c.srv.DB.Accept(ctx, d)
 	if err != nil {
 		if errors.Is(err, store.ErrDiskFull) {

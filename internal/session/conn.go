@@ -70,6 +70,7 @@ type recipient struct {
 	addr   smtp.Address
 	local  []store.Target // resolved local targets (and alias forwards)
 	remote bool           // submission to a non-local domain: queue as is
+	sink   bool           // a bounce or feedback address: Server.Bounces consumes it
 }
 
 // newID returns a unique, time-sortable identifier for connections and messages.

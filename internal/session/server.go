@@ -74,7 +74,10 @@ type Server struct {
 	DNSBL *policy.DNSBL
 	// Verifier, if set (MX listener only), authenticates senders: iprev, SPF, DKIM, ARC
 	// and DMARC, acts on the DMARC policy and adds Authentication-Results.
-	Verifier       *policy.Verifier
+	Verifier *policy.Verifier
+	// Bounces, if set (MX listener only), takes the mail addressed to tagged bounce
+	// addresses and feedback addresses instead of the mailboxes.
+	Bounces        BounceSink
 	Rates          *RateLimits  // per-IP connection and message rates; nil = unlimited
 	Metrics        *obs.Metrics // nil = not counted
 	Authenticate   Authenticator
@@ -97,6 +100,16 @@ type Server struct {
 	shutdown  atomic.Bool
 	wg        sync.WaitGroup
 	nextID    atomic.Uint64
+}
+
+// BounceSink consumes mail that reports on mail we sent: bounces returning to a tagged
+// envelope sender and complaint reports at the feedback address.
+type BounceSink interface {
+	// Match reports at RCPT whether the sink takes mail for addr.
+	Match(addr smtp.Address) bool
+	// Consume handles the message for addr; it returns once the outcome is durable. An
+	// error that is not an smtp.Reply gets 451 4.3.0, and the sender retries.
+	Consume(ctx context.Context, addr smtp.Address, msg []byte) error
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.

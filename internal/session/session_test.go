@@ -460,3 +460,26 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSuppressedRecipientRefused(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	e.db.Suppress(ctx, store.Suppression{SenderDomain: "a.test", Address: "gone@remote.test", Reason: "bad_mailbox",
+		Source: "delivery", Detail: "550 5.1.1 user unknown"})
+	tc, err := tls.Dial("tcp", e.subs, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	c := &client{t: t, nc: tc, br: bufio.NewReader(tc)}
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	c.expect("220")
+	c.cmd("EHLO c.test", "250")
+	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@a.test\x00secret")), "235")
+	c.cmd("MAIL FROM:<alice@a.test>", "250")
+	got := c.cmd("RCPT TO:<Gone@remote.test>", "550 5.1.1")
+	if !strings.Contains(got, "suppressed: bad_mailbox") || !strings.Contains(got, "user unknown") {
+		t.Errorf("refusal %q does not say why", got)
+	}
+	c.cmd("RCPT TO:<other@remote.test>", "250")
+}

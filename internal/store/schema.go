@@ -161,6 +161,28 @@ CREATE TRIGGER queue_unref AFTER DELETE ON queue BEGIN
 	DELETE FROM blobs WHERE id = OLD.blob_id AND refs <= 0;
 END;
 `,
+	// 2: suppression list and server secrets (bounce intelligence).
+	`
+-- Recipients a sending domain must not mail again: hard bounces, complaints,
+-- unsubscribes and the admin's own entries. One row per (sending domain, recipient).
+CREATE TABLE suppressions (
+	sender_domain TEXT NOT NULL,             -- lower case
+	address       TEXT NOT NULL,             -- recipient, lower case
+	reason        TEXT NOT NULL,             -- bounce category, "complaint", "unsubscribe" or "manual"
+	source        TEXT NOT NULL,             -- "delivery", "dsn", "arf", "unsubscribe", "admin"
+	detail        TEXT NOT NULL DEFAULT '',  -- the reply text, report summary or note
+	msg_id        TEXT NOT NULL DEFAULT '',  -- the message that caused it, if any
+	created       INTEGER NOT NULL,          -- unix seconds
+	PRIMARY KEY (sender_domain, address)
+) WITHOUT ROWID;
+
+-- Server secrets generated on first use (e.g. the key of bounce address tags).
+CREATE TABLE secrets (
+	name    TEXT PRIMARY KEY,
+	value   BLOB NOT NULL,
+	created INTEGER NOT NULL
+);
+`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -150,12 +150,13 @@ type serverOptions struct {
 	Hostname     string
 	ExtraDomains []string
 
-	DNS        string    // dns.resolver "IP:PORT" (default: the shared test DNS server)
-	RemotePort int       // outbound.remote_port (default: the SMTP port of the test servers)
-	Queue      queueOpts // [queue]; zero fields keep the server's defaults
-	Env        []string  // extra environment of `repute serve` ("SSL_CERT_FILE=…")
-	Metrics    bool      // serve /metrics on the server's address (s.MetricsURL)
-	SMTPExtra  string    // further [smtp] lines, e.g. "message_rate_per_ip = 5\n"
+	DNS         string    // dns.resolver "IP:PORT" (default: the shared test DNS server)
+	RemotePort  int       // outbound.remote_port (default: the SMTP port of the test servers)
+	Queue       queueOpts // [queue]; zero fields keep the server's defaults
+	Env         []string  // extra environment of `repute serve` ("SSL_CERT_FILE=…")
+	Metrics     bool      // serve /metrics on the server's address (s.MetricsURL)
+	SMTPExtra   string    // further [smtp] lines, e.g. "message_rate_per_ip = 5\n"
+	BounceExtra string    // [bounce] lines
 }
 
 // queueOpts are the [queue] settings a test may shorten ("1s"); "" leaves a key out.
@@ -302,12 +303,14 @@ max_recipients = %d
 max_connections_per_ip = %d
 command_timeout = "5m"
 %s%s
+[bounce]
+%s
 [imap]
 max_connections_per_ip = %d
 %s`, s.t.Name(), s.hostname, s.dataDir,
 		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(), s.metricsAddr(),
 		o.DNS, o.RemotePort, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk), o.SMTPExtra,
-		o.MaxConnectionsPerIP, o.Queue.toml())
+		o.BounceExtra, o.MaxConnectionsPerIP, o.Queue.toml())
 }
 
 func minFreeDisk(n int64) string {

@@ -265,12 +265,7 @@ func TestBruteForce(t *testing.T) {
 		t.Helper()
 		c := dialRawFrom(t, from, s.Submission())
 		defer c.close()
-		c.ehlo("client.test")
-		c.startTLS(s.tlsConfig(t))
-		c.ehlo("client.test")
-		token := base64.StdEncoding.EncodeToString([]byte("\x00" + address("alice") + "\x00" + pass))
-		c.write("AUTH PLAIN " + token + "\r\n")
-		return c.readWithin(30 * time.Second)
+		return c.authPlain(s, address("alice"), pass)
 	}
 	var codes []int
 	for i := 0; i < 20; i++ {
@@ -292,6 +287,28 @@ func TestBruteForce(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^repute_login_failures_total\{protocol="smtp"\} (\d+)$`).MatchString(body) {
 		t.Errorf("/metrics: no SMTP login failures in\n%s", grepLines(body, "repute_"))
 	}
+}
+
+// authPlain upgrades a fresh connection to TLS and logs in, returning the AUTH reply.
+func (c *rawSMTP) authPlain(s *server, user, pass string) reply {
+	c.t.Helper()
+	c.ehlo("client.test")
+	c.startTLS(s.tlsConfig(c.t))
+	c.ehlo("client.test")
+	token := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+	c.write("AUTH PLAIN " + token + "\r\n")
+	return c.readWithin(30 * time.Second) // failures are answered after a delay
+}
+
+// dialSubmissionRaw returns a raw connection to the submission port, logged in as a
+// default user.
+func (s *server) dialSubmissionRaw(t *testing.T, local string) *rawSMTP {
+	t.Helper()
+	c := dialRawGreeted(t, s.Submission())
+	if r := c.authPlain(s, s.mailAddr(local), password(local)); r.Code != 235 {
+		t.Fatalf("AUTH as %s: %v", local, r)
+	}
+	return c
 }
 
 // dialRawFrom is dialRaw from a chosen loopback source address.

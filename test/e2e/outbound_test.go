@@ -394,6 +394,8 @@ type mailEvent struct {
 	EnhancedCode string  `json:"enhanced_code"`
 	Text         string  `json:"text"`
 	DelayS       float64 `json:"delay_s"`
+	Category     string  `json:"category"`
+	Provider     string  `json:"provider"`
 }
 
 func (e mailEvent) String() string {

@@ -1,0 +1,245 @@
+// Package bounce consumes the mail that reports on mail Repute sent: bounce messages
+// that come back, days later, to the tagged envelope sender of internal/verp, and ARF
+// complaint reports (RFC 5965) sent to a feedback address.
+//
+// Neither lands in a mailbox as it arrived. A bounce is parsed (internal/classify reads
+// RFC 3464 and the common non-standard formats), each failed recipient is classified,
+// recorded in the event log against the original message, and suppressed for the
+// sending domain when the reply says it is gone; the original sender gets Repute's usual
+// human-readable notice in their INBOX. A complaint suppresses the complaining recipient
+// for the sending domain. Anything that turns out not to be a report (an auto-reply to
+// the bounce address, say) is delivered to the sender as it is: nothing is lost.
+//
+// Upstream: internal/session (Match at RCPT, Consume after DATA, on the MX listener).
+// Downstream: internal/classify, internal/verp, internal/dsn, internal/store, internal/obs.
+package bounce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/repute-mail/repute/internal/classify"
+	"github.com/repute-mail/repute/internal/dsn"
+	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/smtp"
+	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/verp"
+)
+
+// Processor is the session's BounceSink.
+type Processor struct {
+	DB         *store.DB
+	Classifier *classify.Classifier
+	Key        []byte          // the verp key
+	Feedback   map[string]bool // feedback addresses, lower case
+	Hostname   string          // reporting MTA of the notices
+	Events     *obs.EventLog
+	Logger     *slog.Logger
+	Delivered  func([]store.Stored) // told about notices stored in mailboxes
+	Now        func() time.Time
+}
+
+func (p *Processor) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// Match reports whether addr is a tagged bounce address with a valid MAC, or a
+// feedback address.
+func (p *Processor) Match(addr smtp.Address) bool {
+	if p.Feedback[strings.ToLower(addr.String())] {
+		return true
+	}
+	_, _, ok := verp.Decode(p.Key, addr.String())
+	return ok
+}
+
+// Consume handles one message sent to addr.
+func (p *Processor) Consume(ctx context.Context, addr smtp.Address, msg []byte) error {
+	if p.Feedback[strings.ToLower(addr.String())] {
+		return p.complaint(ctx, addr, msg)
+	}
+	from, msgID, ok := verp.Decode(p.Key, addr.String())
+	if !ok {
+		return fmt.Errorf("bounce address %s no longer verifies", addr)
+	}
+	rep, err := classify.ParseDSN(msg)
+	if err != nil {
+		p.Logger.Info("bounce: not a bounce; delivering it to the sender", "rcpt", addr.String(), "err", err)
+		return p.deliver(ctx, from, msg)
+	}
+	now := p.now()
+	var failed []dsn.Recipient
+	for _, r := range rep.Recipients {
+		if r.Action != "failed" && r.Action != "delayed" {
+			continue
+		}
+		text := replyText(r)
+		res := p.Classifier.ClassifyFrom(text, r.RemoteMTA)
+		kind := obs.Bounced
+		if r.Action == "delayed" {
+			kind = obs.Deferred
+		}
+		p.Events.Emit(obs.Event{Time: now, Event: kind, MsgID: msgID, From: from, Rcpt: r.Recipient,
+			Provider: res.Provider, Category: res.Category, MX: r.RemoteMTA, EnhancedCode: r.Status,
+			Text: "returned bounce (" + rep.Format + "): " + oneLine(text, 500)})
+		p.Logger.Info("bounce: returned bounce matched", "msg_id", msgID, "from", from, "rcpt", r.Recipient,
+			"action", r.Action, "category", res.Category, "provider", res.Provider, "format", rep.Format)
+		if r.Action != "failed" {
+			continue
+		}
+		if res.Action == classify.ActionSuppressRecipient && r.Recipient != "" {
+			if err := p.suppress(ctx, from, r.Recipient, res.Category, "dsn", text, msgID); err != nil {
+				return err
+			}
+		}
+		status := r.Status
+		if status == "" {
+			status = "5.0.0"
+		}
+		failed = append(failed, dsn.Recipient{Address: r.Recipient, Action: dsn.Failed, Status: status,
+			RemoteMTA: r.RemoteMTA, Diagnostic: text, LastAttempt: now})
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	notice, err := dsn.Compose(dsn.Message{ReportingMTA: p.Hostname, To: from, OriginalID: msgID,
+		Arrival: now, Recipients: failed}, now)
+	if err != nil {
+		return fmt.Errorf("compose the notice for %s: %w", from, err)
+	}
+	return p.deliver(ctx, from, notice)
+}
+
+// complaint handles an ARF report at a feedback address.
+func (p *Processor) complaint(ctx context.Context, addr smtp.Address, msg []byte) error {
+	fb, err := classify.ParseARF(msg)
+	if err != nil {
+		if errors.Is(err, classify.ErrNotARF) {
+			return smtp.Errorf(550, "5.6.0", "<%s> takes only feedback reports (RFC 5965 multipart/report; report-type=feedback-report)", addr)
+		}
+		return smtp.Wrap(550, "5.6.0", "Feedback report cannot be read", err)
+	}
+	sender, msgID := p.originalSender(fb)
+	rcpt := ""
+	if len(fb.OriginalRcptTo) > 0 {
+		rcpt = fb.OriginalRcptTo[0]
+	} else if len(fb.OriginalTo) > 0 {
+		rcpt = fb.OriginalTo[0]
+	}
+	domain := domainOf(sender)
+	local, _ := p.DB.IsLocalDomain(ctx, domain)
+	if rcpt == "" || !local {
+		p.Logger.Warn("bounce: feedback report not about our mail, or without recipient; ignored",
+			"feedback_type", fb.FeedbackType, "sender", sender, "rcpt", rcpt)
+		return nil
+	}
+	detail := fmt.Sprintf("%s report from %s", fb.FeedbackType, firstNonEmpty(fb.ReportingMTA, fb.UserAgent, "unknown reporter"))
+	p.Logger.Info("bounce: complaint", "msg_id", msgID, "sender", sender, "rcpt", rcpt, "feedback_type", fb.FeedbackType)
+	return p.suppress(ctx, sender, rcpt, "complaint", "arf", detail, msgID)
+}
+
+// originalSender finds who sent the reported message: the tagged bounce address tells
+// sender and message exactly; otherwise the report's Original-Mail-From or the From of
+// the returned message.
+func (p *Processor) originalSender(fb *classify.FeedbackReport) (sender, msgID string) {
+	returnPath := strings.Trim(strings.TrimSpace(fb.OriginalHeaders.Get("Return-Path")), "<>")
+	for _, a := range []string{fb.OriginalMailFrom, returnPath} {
+		if from, id, ok := verp.Decode(p.Key, a); ok {
+			return from, id
+		}
+	}
+	return firstNonEmpty(fb.OriginalMailFrom, fb.OriginalFrom), ""
+}
+
+func (p *Processor) suppress(ctx context.Context, sender, rcpt, reason, source, detail, msgID string) error {
+	domain := domainOf(sender)
+	if domain == "" {
+		return nil
+	}
+	added, err := p.DB.Suppress(ctx, store.Suppression{SenderDomain: domain, Address: rcpt, Reason: reason,
+		Source: source, Detail: oneLine(detail, 1000), MsgID: msgID, Created: p.now()})
+	if err != nil {
+		return err
+	}
+	if added {
+		p.Events.Emit(obs.Event{Time: p.now(), Event: obs.Suppressed, MsgID: msgID, From: sender, Rcpt: rcpt,
+			Text: reason + " via " + source + ": " + oneLine(detail, 500)})
+		p.Logger.Info("bounce: recipient suppressed", "rcpt", rcpt, "sender_domain", domain, "reason", reason, "source", source)
+	}
+	return nil
+}
+
+// deliver stores msg in the mailbox of the local sender it concerns.
+func (p *Processor) deliver(ctx context.Context, to string, msg []byte) error {
+	a, err := smtp.ParseAddress(to)
+	if err != nil {
+		return fmt.Errorf("sender %q: %w", to, err)
+	}
+	targets, err := p.DB.Resolve(ctx, a)
+	if errors.Is(err, store.ErrNoSuchUser) || errors.Is(err, store.ErrNotLocal) {
+		p.Logger.Warn("bounce: the sender no longer exists; report dropped", "sender", to)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := p.now()
+	d := &store.Delivery{MsgID: store.NewID(now), Body: msg, Received: now}
+	for _, t := range targets {
+		if t.UserID != 0 {
+			d.Local = append(d.Local, store.LocalTarget{UserID: t.UserID})
+		}
+	}
+	if len(d.Local) == 0 {
+		return nil // the sender only forwards elsewhere: the record and suppression are kept
+	}
+	stored, err := p.DB.Accept(ctx, d)
+	if err != nil {
+		return err
+	}
+	if p.Delivered != nil {
+		p.Delivered(stored)
+	}
+	return nil
+}
+
+// replyText is what to classify: the remote reply, with the status code in front when
+// the text lacks one.
+func replyText(r classify.BouncedRecipient) string {
+	d := strings.TrimSpace(r.Diagnostic)
+	if r.Status != "" && !strings.Contains(d, r.Status) {
+		return strings.TrimSpace(r.Status + " " + d)
+	}
+	return d
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n]
+	}
+	return s
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,50 @@
+// Package classify is Repute's bounce intelligence: it turns the reply of a remote SMTP
+// server into a category, the provider that answered, whether the sender should treat the
+// failure as temporary, an action for the scheduler and one sentence of advice for the
+// admin (DESIGN.md §5.3, §5.4). It is a pure function of its input: no network, no clock,
+// no state beyond the compiled tables, so it is table-tested against a golden corpus of
+// real-world replies (testdata/corpus.tsv) and fuzzed.
+//
+// Why text first: enhanced status codes (RFC 3463) are too coarse and too often misused to
+// act on. "550 5.7.1" is used by receivers for blocklisted IPs, DMARC rejections, spam
+// verdicts and local policy alike; Microsoft uses 5.4.1 for unknown recipients and Yahoo
+// sends "554 30". A mail engineer reads the words, so the classifier does too: rules that
+// match the text are tried first, rules that only look at the enhanced code second
+// (RFC 3463 §3 subject and detail), the basic code (RFC 5321 §4.2) last. A bare "550"
+// with no recognisable text is "other" with action "bounce": RFC 5321 §4.2.2 gives 550 to
+// unknown mailboxes and policy refusals alike, and suppressing a recipient on a guess
+// would lose mail.
+//
+// The rules and the provider table are data (rules.toml, providers.toml, embedded), so an
+// admin can add or override them with Load without a release; see rules.toml for the
+// format. Matching is on a normalised copy of the reply: at most 8 KiB, continuation-line
+// codes removed ("550-5.1.1 ", also when loggers joined lines with "|" or spaces),
+// whitespace collapsed, lower case. Substring patterns are the norm; regexps are Go's RE2,
+// so classification is linear in the input and cannot be made to backtrack. All substrings
+// of all rules and providers are found in one pass (an Aho-Corasick automaton), and a
+// regexp runs only when the literals it cannot match without are present, so a typical
+// reply is classified in a few microseconds however many rules there are.
+//
+// Temporary is how the sender should treat the reply, not just its first digit: a rule may
+// fix it (greylisting is temporary even behind a 5xx code; an oversized message stays too
+// large however often it is retried), else the reply class decides (4 → temporary,
+// 5 → permanent), else, for texts without a code such as network errors, the category.
+//
+// The action, unless a rule sets one, follows from the category and Temporary:
+//
+//	bad_mailbox, inactive_mailbox, bad_domain   suppress_recipient; retry when temporary
+//	mailbox_full                                retry when temporary, else bounce
+//	message_too_large                           bounce
+//	greylisted, transient, dns_failure          retry; bounce when permanent (dns_failure)
+//	rate_limited                                slow_down
+//	ip_reputation, domain_reputation            pause_provider
+//	authentication, reverse_dns, tls_required,
+//	relay_denied, invalid_sender                fix_setup
+//	content_spam, policy, other                 retry when temporary, else bounce
+//
+// Upstream: internal/delivery and internal/scheduler classify every failed attempt
+// (ClassifyFrom with the MX host), internal/dsn and the DSN/ARF parser in this package feed
+// it the diagnostic codes of incoming bounces, cmd/repute runs "repute bounce classify".
+// Downstream: nothing; the result is data for internal/reputation, the suppression list and
+// the mail-event log.
+package classify

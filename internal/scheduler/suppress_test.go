@@ -1,0 +1,85 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/repute-mail/repute/internal/classify"
+	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/verp"
+)
+
+// TestSuppression: a reply saying the mailbox is gone suppresses the recipient for the
+// sending domain; a later message to it is bounced without being offered to anyone, and a
+// reply that does not say so (a policy refusal) suppresses nothing. Messages leave with
+// the envelope sender EnvelopeFrom gives them.
+func TestSuppression(t *testing.T) {
+	var mu sync.Mutex
+	var offered []string
+	var envFrom []string
+	d := &recording{answer: answers(map[string]delivery.Attempt{
+		"gone.test":   {Code: 550, Enhanced: "5.1.1", Text: "The email account that you tried to reach does not exist", Permanent: true, MX: "mx.gone.test"},
+		"policy.test": {Code: 550, Enhanced: "5.7.1", Text: "Message rejected due to local policy", Permanent: true, MX: "mx.policy.test"},
+	}), seen: func(m *delivery.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		envFrom = append(envFrom, m.From)
+		for _, r := range m.Rcpts {
+			offered = append(offered, r.Address)
+		}
+	}}
+	f := newFixture(t, d)
+	key := []byte("k")
+	f.sched.Classifier = classify.Default()
+	f.sched.EnvelopeFrom = func(from, id string) string { return verp.Encode(key, from, id) }
+	f.run(t)
+	ctx := context.Background()
+
+	f.queue(t, "alice@a.test", "u@gone.test", "u@policy.test")
+	// One notice per destination domain: the recipients were delivered separately.
+	waitFor(t, "the first notices", func() bool { return len(f.inbox(t)) == 2 })
+	if s, _ := f.db.Suppressed(ctx, "a.test", "u@gone.test"); s == nil || s.Reason != "bad_mailbox" || s.Source != "delivery" {
+		t.Fatalf("u@gone.test: %+v, want suppressed as bad_mailbox", s)
+	}
+	if s, _ := f.db.Suppressed(ctx, "a.test", "u@policy.test"); s != nil {
+		t.Errorf("a policy refusal suppressed its recipient: %+v", s)
+	}
+	mu.Lock()
+	if len(envFrom) == 0 || !strings.HasPrefix(envFrom[0], "alice+rb-") {
+		t.Errorf("envelope senders %v, want tagged", envFrom)
+	}
+	mu.Unlock()
+
+	f.queue(t, "alice@a.test", "u@gone.test")
+	waitFor(t, "the third notice", func() bool { return len(f.inbox(t)) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(strings.Join(offered, " "), "u@gone.test"); n != 1 {
+		t.Errorf("u@gone.test was offered for delivery %d times, want once (then suppressed)", n)
+	}
+	notice := f.inbox(t)[2]
+	if !strings.Contains(notice, "suppressed") {
+		t.Errorf("the second notice does not say the recipient is suppressed:\n%s", notice)
+	}
+}
+
+// recording is a scripted Deliverer that also shows each message to seen.
+type recording struct {
+	answer func(string) delivery.Attempt
+	seen   func(*delivery.Message)
+}
+
+func (d *recording) Deliver(ctx context.Context, domain string, msgs []*delivery.Message, report func([]delivery.Attempt)) {
+	for _, m := range msgs {
+		d.seen(m)
+		var out []delivery.Attempt
+		for _, r := range m.Rcpts {
+			a := d.answer(r.Address)
+			a.QueueID, a.Rcpt = r.QueueID, r.Address
+			out = append(out, a)
+		}
+		report(out)
+	}
+}

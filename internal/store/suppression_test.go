@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestSuppressions(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	added, err := db.Suppress(ctx, Suppression{SenderDomain: "A.test", Address: "Bob@Remote.test", Reason: "bad_mailbox",
+		Source: "delivery", Detail: "550 5.1.1 no such user", MsgID: "m1"})
+	if err != nil || !added {
+		t.Fatalf("first suppress: added=%v err=%v", added, err)
+	}
+	s, err := db.Suppressed(ctx, "a.test", "bob@remote.test")
+	if err != nil || s == nil || s.Reason != "bad_mailbox" || s.MsgID != "m1" {
+		t.Fatalf("lookup: %+v %v", s, err)
+	}
+	first := s.Created
+	// Again, for another reason: updated, not added, first date kept.
+	added, err = db.Suppress(ctx, Suppression{SenderDomain: "a.test", Address: "bob@remote.test", Reason: "complaint", Source: "arf"})
+	if err != nil || added {
+		t.Fatalf("second suppress: added=%v err=%v", added, err)
+	}
+	if s, _ = db.Suppressed(ctx, "a.test", "bob@remote.test"); s.Reason != "complaint" || !s.Created.Equal(first) {
+		t.Errorf("after update: %+v", s)
+	}
+	// Per sending domain: b.test may still mail bob.
+	if s, _ := db.Suppressed(ctx, "b.test", "bob@remote.test"); s != nil {
+		t.Errorf("b.test: %+v, want none", s)
+	}
+	db.Suppress(ctx, Suppression{SenderDomain: "b.test", Address: "carol@remote.test", Reason: "manual", Source: "admin"})
+	if l, _ := db.Suppressions(ctx, ""); len(l) != 2 {
+		t.Errorf("all: %d entries, want 2", len(l))
+	}
+	if l, _ := db.Suppressions(ctx, "b.test"); len(l) != 1 || l[0].Address != "carol@remote.test" {
+		t.Errorf("b.test: %+v", l)
+	}
+	if err := db.Unsuppress(ctx, "a.test", "BOB@remote.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Unsuppress(ctx, "a.test", "bob@remote.test"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second removal: %v, want ErrNotFound", err)
+	}
+	if _, err := db.Suppress(ctx, Suppression{Address: "x@y"}); err == nil {
+		t.Error("suppress without a sender domain succeeded")
+	}
+}
+
+func TestSecret(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	a, err := db.Secret(ctx, "verp")
+	if err != nil || len(a) != 32 {
+		t.Fatalf("Secret: %x %v", a, err)
+	}
+	b, _ := db.Secret(ctx, "verp")
+	c, _ := db.Secret(ctx, "other")
+	if string(a) != string(b) || string(a) == string(c) {
+		t.Error("a secret must be stable per name and differ between names")
+	}
+}

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBounceIntelligence runs two Repute hosts, a.test and b.test. From a's point of view
+// b is "the remote provider". It checks that a 550 5.1.1 from b suppresses the recipient
+// (a second submission is refused at RCPT), that a bounce coming back days later to the
+// tagged envelope sender is matched to the original message, classified and consumed, and
+// that an ARF complaint at the feedback address suppresses its recipient.
+func TestBounceIntelligence(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue,
+		BounceExtra: "feedback_addresses = [\"fbl@a.test\"]\n"})
+	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue})
+	z.mailDomain("a.test", "mx.a.test", a.ip)
+	z.mailDomain("b.test", "mx.b.test", b.ip)
+	a.start()
+	b.start()
+
+	t.Run("550 5.1.1 suppresses", func(t *testing.T) {
+		const rcpt = "nosuch@b.test"
+		a.submit(t, "alice", []string{rcpt}, "to nobody "+uniqueID())
+		ev := a.waitEvent(t, "bounced", rcpt)
+		if ev.Category != "bad_mailbox" {
+			t.Errorf("bounced event: category %q, want bad_mailbox (%s)", ev.Category, ev)
+		}
+		a.waitEvent(t, "suppressed", rcpt)
+		sup := suppressionsOf(t, a)
+		if s, ok := sup[rcpt]; !ok || s["reason"] != "bad_mailbox" || s["sender_domain"] != "a.test" {
+			t.Fatalf("suppression list: %v", sup)
+		}
+		// The second submission is refused at RCPT.
+		c := a.dialSubmissionRaw(t, "alice")
+		c.expect("MAIL FROM:<alice@a.test>", 250, "")
+		r := c.cmd("RCPT TO:<" + rcpt + ">")
+		checkReply(t, "RCPT of a suppressed recipient", r, 550, "5.1.1")
+		if !strings.Contains(r.String(), "suppressed") {
+			t.Errorf("the refusal should say why: %v", r)
+		}
+	})
+
+	t.Run("late bounce to the tagged sender", func(t *testing.T) {
+		subj := "accepted first " + uniqueID()
+		a.submit(t, "alice", []string{"carol@b.test"}, subj)
+		b.waitForMessage(t, "carol", deliveryTimeout, fmt.Sprintf("%q", subj), withSubject(subj))
+		// What b saw as the envelope sender is the tagged bounce address.
+		envFrom := b.waitEvent(t, "received", "carol@b.test").From
+		if !strings.HasPrefix(envFrom, "alice+rb-") {
+			t.Fatalf("b received the message from <%s>, want a tagged alice+rb-…@a.test", envFrom)
+		}
+		msgID := a.waitEvent(t, "delivered", "carol@b.test").MsgID
+		if !strings.Contains(envFrom, msgID) {
+			t.Fatalf("tag %s does not name the message %s", envFrom, msgID)
+		}
+		// Days later, b's postmaster sends a DSN (RFC 3464) to that address.
+		c := dialRawGreeted(t, a.SMTP())
+		c.expect("EHLO mx.b.test", 250, "")
+		c.expect("MAIL FROM:<>", 250, "")
+		c.expect("RCPT TO:<"+envFrom+">", 250, "")
+		c.expect("DATA", 354, "")
+		c.write(lateDSN(envFrom, "carol@b.test", subj) + ".\r\n")
+		checkReply(t, "end of the DSN", c.read(), 250, "2.0.0")
+		c.expect("QUIT", 221, "")
+
+		ev := a.waitEvent(t, "bounced", "carol@b.test")
+		if ev.MsgID != msgID || ev.Category != "inactive_mailbox" {
+			t.Errorf("bounced event %s: want msg %s, category inactive_mailbox", ev, msgID)
+		}
+		if s, ok := suppressionsOf(t, a)["carol@b.test"]; !ok || s["source"] != "dsn" {
+			t.Errorf("carol not suppressed from the DSN: %v", s)
+		}
+		notice := a.waitForMessage(t, "alice", deliveryTimeout, "a notice about carol", dsnFor("carol@b.test"))
+		if strings.Contains(notice.Body, "X-Late-Bounce-Marker") {
+			t.Error("the raw bounce landed in the INBOX instead of a notice")
+		}
+	})
+
+	t.Run("ARF complaint suppresses", func(t *testing.T) {
+		c := dialRawGreeted(t, a.SMTP())
+		c.expect("EHLO feedback.b.test", 250, "")
+		c.expect("MAIL FROM:<>", 250, "")
+		c.expect("RCPT TO:<fbl@a.test>", 250, "")
+		c.expect("DATA", 354, "")
+		c.write(arfReport("alice@a.test", "dave@b.test") + ".\r\n")
+		checkReply(t, "end of the report", c.read(), 250, "2.0.0")
+		c.expect("QUIT", 221, "")
+		waitFor(t, 10*time.Second, "dave@b.test suppressed", func() (bool, string) {
+			s, ok := suppressionsOf(t, a)["dave@b.test"]
+			return ok && s["reason"] == "complaint" && s["source"] == "arf", fmt.Sprint(s)
+		})
+	})
+}
+
+// suppressionsOf returns `repute suppression list --json` by address.
+func suppressionsOf(t *testing.T, s *server) map[string]map[string]any {
+	t.Helper()
+	var list []map[string]any
+	out := s.mustCLI("", "suppression", "list", "--json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("suppression list --json: %v\n%s", err, out)
+	}
+	m := map[string]map[string]any{}
+	for _, e := range list {
+		m[fmt.Sprint(e["address"])] = e
+	}
+	return m
+}
+
+// lateDSN is an RFC 3464 report, as b.test's MTA would send it after the message had
+// been accepted and then could not be delivered onward.
+func lateDSN(to, rcpt, subject string) string {
+	return strings.ReplaceAll(fmt.Sprintf(`From: Mail Delivery System <MAILER-DAEMON@mx.b.test>
+To: <%s>
+Subject: Undelivered Mail Returned to Sender
+Date: %s
+Message-ID: <late-%s@mx.b.test>
+X-Late-Bounce-Marker: yes
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"
+
+--BOUNDARY
+Content-Type: text/plain
+
+Your message to <%s> could not be delivered: the mailbox is disabled.
+
+--BOUNDARY
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.b.test
+
+Final-Recipient: rfc822; %s
+Action: failed
+Status: 5.2.1
+Remote-MTA: dns; store.b.test
+Diagnostic-Code: smtp; 550 5.2.1 The email account that you tried to reach is disabled
+
+--BOUNDARY
+Content-Type: text/rfc822-headers
+
+From: <alice@a.test>
+To: <%s>
+Subject: %s
+
+--BOUNDARY--
+`, to, time.Now().Format(time.RFC1123Z), uniqueID(), rcpt, rcpt, rcpt, subject), "\n", "\r\n")
+}
+
+// arfReport is a feedback-loop complaint (RFC 5965) about a message from sender to rcpt.
+func arfReport(sender, rcpt string) string {
+	return strings.ReplaceAll(fmt.Sprintf(`From: <feedback@b.test>
+To: <fbl@a.test>
+Subject: FW: an abuse report
+Date: %s
+Message-ID: <arf-%s@b.test>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="PART"
+
+--PART
+Content-Type: text/plain
+
+This is an email abuse report for an email message received from IP 127.0.0.2.
+
+--PART
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: b.test-FBL/1.0
+Version: 1
+Original-Mail-From: <%s>
+Original-Rcpt-To: <%s>
+Reported-Domain: a.test
+Source-IP: 127.0.0.2
+
+--PART
+Content-Type: message/rfc822
+
+From: <%s>
+To: <%s>
+Subject: an offer
+Message-ID: <offer-%s@a.test>
+
+Buy now.
+
+--PART--
+`, time.Now().Format(time.RFC1123Z), uniqueID(), sender, rcpt, sender, rcpt, uniqueID()), "\n", "\r\n")
+}
