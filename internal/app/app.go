@@ -37,7 +37,9 @@ import (
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/tlsconf"
+	"github.com/repute-mail/repute/internal/unsubscribe"
 	"github.com/repute-mail/repute/internal/verp"
+	"github.com/repute-mail/repute/internal/web"
 )
 
 // App is a running Repute server.
@@ -55,6 +57,8 @@ type App struct {
 	signer     *auth.Signer
 	classifier *classify.Classifier
 	bounces    *bounce.Processor
+	unsubKey   []byte
+	webSrv     []*http.Server
 	resolver   dns.Resolver
 	smtp       []*session.Server
 	imap       *imapsrv.Server
@@ -141,7 +145,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
 			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Sign: a.signer.Sign, DNSBL: dnsbl,
-			Verifier: verifier, Rates: rates, Metrics: a.metrics, Bounces: a.bounces,
+			Verifier: verifier, Rates: rates, Metrics: a.metrics, Bounces: a.bounces, AddHeaders: a.bulkHeaders,
 		}
 		a.smtp = append(a.smtp, s)
 		return s
@@ -183,8 +187,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.listeners[l.name] = nl
 		a.mu.Unlock()
 	}
-	if cfg.Listen.HTTP != "" || cfg.Listen.HTTPS != "" {
-		a.log.Info("listen.http and listen.https are reserved for the web interface, which this version does not include yet")
+	if err := a.listenWeb(); err != nil {
+		return err
 	}
 	if cfg.Listen.Metrics != "" {
 		ml, err := net.Listen("tcp", cfg.Listen.Metrics)
@@ -246,6 +250,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	if a.metricsSrv != nil {
 		a.metricsSrv.Close()
+	}
+	for _, w := range a.webSrv {
+		w.Shutdown(ctx)
 	}
 	a.mu.Lock()
 	for _, l := range a.listeners {
@@ -330,6 +337,9 @@ func (a *App) buildBounces(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.unsubKey, err = a.db.Secret(ctx, "unsubscribe"); err != nil {
+		return err
+	}
 	feedback := map[string]bool{}
 	for _, f := range a.cfg.Bounce.FeedbackAddresses {
 		feedback[strings.ToLower(f)] = true
@@ -349,6 +359,58 @@ func (a *App) buildBounces(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// listenWeb serves the web interface (one-click unsubscribe, so far) on listen.http and,
+// with the TLS certificate, on listen.https.
+func (a *App) listenWeb() error {
+	h := (&web.Server{DB: a.db, UnsubscribeKey: a.unsubKey, Events: a.events, Logger: a.log}).Handler()
+	for _, l := range []struct {
+		name, addr string
+		tls        bool
+	}{{"http", a.cfg.Listen.HTTP, false}, {"https", a.cfg.Listen.HTTPS, true}} {
+		if l.addr == "" {
+			continue
+		}
+		nl, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen.%s = %q: %w", l.name, l.addr, err)
+		}
+		if l.tls {
+			nl = tls.NewListener(nl, a.tls)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		a.webSrv = append(a.webSrv, srv)
+		a.mu.Lock()
+		a.listeners[l.name] = nl
+		a.mu.Unlock()
+		a.log.Info("listening", "listener", l.name, "addr", nl.Addr().String())
+		go srv.Serve(nl)
+	}
+	return nil
+}
+
+// bulkHeaders adds the one-click unsubscribe fields (RFC 8058) to bulk mail for one
+// remote recipient. The link names the recipient, so a message to several recipients
+// (one body for all) cannot carry one; bulk senders send one message per recipient.
+func (a *App) bulkHeaders(from smtp.Address, rcpts []string, msg []byte) string {
+	if len(rcpts) != 1 || from.Domain == "" {
+		return ""
+	}
+	bulk := unsubscribe.IsBulk(msg)
+	for _, b := range a.cfg.Bounce.BulkSenders {
+		b = strings.ToLower(b)
+		bulk = bulk || b == strings.ToLower(from.String()) || b == "@"+strings.ToLower(from.Domain)
+	}
+	if !bulk || unsubscribe.HasField(msg, "List-Unsubscribe") {
+		return ""
+	}
+	base := a.cfg.Bounce.UnsubscribeURL
+	if base == "" {
+		base = "https://" + a.cfg.Hostname
+	}
+	return unsubscribe.Fields(a.unsubKey, base, from.Domain, rcpts[0])
 }
 
 // signingKeys returns a domain's active DKIM keys, parsed.

@@ -137,6 +137,8 @@ type Bounce struct {
 	RulesFile         string   `toml:"rules_file"`         // admin classification rules, added to and overriding the built-in ones
 	TagEnvelope       bool     `toml:"tag_envelope"`       // VERP-style bounce address tags on outgoing mail
 	FeedbackAddresses []string `toml:"feedback_addresses"` // where ARF complaint reports arrive
+	BulkSenders       []string `toml:"bulk_senders"`       // addresses or @domains whose mail is bulk
+	UnsubscribeURL    string   `toml:"unsubscribe_url"`    // base of List-Unsubscribe links; "" = https://hostname
 }
 
 // IMAP holds IMAP listener limits.

@@ -56,9 +56,10 @@ func TestParseValid(t *testing.T) {
 			MessageRatePerIP:    0,
 			RateLimitExempt:     []string{"192.0.2.0/24"},
 		},
-		Bounce: Bounce{RulesFile: "/etc/repute/bounce-rules.toml", TagEnvelope: false, FeedbackAddresses: []string{"fbl@example.org"}},
-		IMAP:   IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},
-		Log:    Log{Level: "debug", Format: "json"},
+		Bounce: Bounce{RulesFile: "/etc/repute/bounce-rules.toml", TagEnvelope: false, FeedbackAddresses: []string{"fbl@example.org"},
+			BulkSenders: []string{"news@example.org", "@shop.example.org"}, UnsubscribeURL: "https://lists.example.org"},
+		IMAP: IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},
+		Log:  Log{Level: "debug", Format: "json"},
 	}
 
 	partial := Default()

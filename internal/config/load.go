@@ -108,6 +108,9 @@ func parse(file string, data []byte) (Config, error) {
 	if len(cfg.Bounce.FeedbackAddresses) == 0 {
 		cfg.Bounce.FeedbackAddresses = nil
 	}
+	if len(cfg.Bounce.BulkSenders) == 0 {
+		cfg.Bounce.BulkSenders = nil
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
 		p := positions.find(und[0])

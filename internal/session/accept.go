@@ -147,6 +147,15 @@ func (c *conn) finish(data []byte) {
 	c.writeReceived(&b, tx, msgID)
 	if c.srv.Mode == Submission {
 		c.addMissingHeaders(&b, data, msgID)
+		if c.srv.AddHeaders != nil {
+			var remote []string
+			for _, r := range tx.rcpts {
+				if r.remote {
+					remote = append(remote, r.addr.String())
+				}
+			}
+			b.WriteString(c.srv.AddHeaders(tx.from, remote, data))
+		}
 	}
 	b.Write(data)
 	body := b.Bytes()

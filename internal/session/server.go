@@ -70,6 +70,9 @@ type Server struct {
 	// Sign adds DKIM signatures to submitted mail (nil: no signing). An error refuses
 	// the message with a temporary failure rather than send it unsigned.
 	Sign func(ctx context.Context, msg []byte) ([]byte, error)
+	// AddHeaders returns header fields to add to submitted mail before it is signed (the
+	// List-Unsubscribe fields of bulk mail); nil adds none.
+	AddHeaders func(from smtp.Address, remoteRcpts []string, msg []byte) string
 	// DNSBL, if set (MX listener only), is asked about each client when it connects.
 	DNSBL *policy.DNSBL
 	// Verifier, if set (MX listener only), authenticates senders: iprev, SPF, DKIM, ARC

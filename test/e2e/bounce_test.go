@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +19,7 @@ import (
 func TestBounceIntelligence(t *testing.T) {
 	t.Parallel()
 	z := newZone(t)
-	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue,
+	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue, Web: true,
 		BounceExtra: "feedback_addresses = [\"fbl@a.test\"]\n"})
 	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue})
 	z.mailDomain("a.test", "mx.a.test", a.ip)
@@ -82,20 +85,79 @@ func TestBounceIntelligence(t *testing.T) {
 		}
 	})
 
+	t.Run("one-click unsubscribe", func(t *testing.T) { oneClickUnsubscribe(t, a, b) })
+
 	t.Run("ARF complaint suppresses", func(t *testing.T) {
 		c := dialRawGreeted(t, a.SMTP())
 		c.expect("EHLO feedback.b.test", 250, "")
 		c.expect("MAIL FROM:<>", 250, "")
 		c.expect("RCPT TO:<fbl@a.test>", 250, "")
 		c.expect("DATA", 354, "")
-		c.write(arfReport("alice@a.test", "dave@b.test") + ".\r\n")
+		c.write(arfReport("alice@a.test", "erin@b.test") + ".\r\n")
 		checkReply(t, "end of the report", c.read(), 250, "2.0.0")
 		c.expect("QUIT", 221, "")
-		waitFor(t, 10*time.Second, "dave@b.test suppressed", func() (bool, string) {
-			s, ok := suppressionsOf(t, a)["dave@b.test"]
+		waitFor(t, 10*time.Second, "erin@b.test suppressed", func() (bool, string) {
+			s, ok := suppressionsOf(t, a)["erin@b.test"]
 			return ok && s["reason"] == "complaint" && s["source"] == "arf", fmt.Sprint(s)
 		})
 	})
+}
+
+// one-click unsubscribe: tested as part of TestBounceIntelligence (below).
+func oneClickUnsubscribe(t *testing.T, a, b *server) {
+	subj := "weekly news " + uniqueID()
+	c, err := a.dialSubmission("alice", a.tlsConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "From: <alice@a.test>\r\nTo: <dave@b.test>\r\nSubject: " + subj + "\r\nPrecedence: bulk\r\n\r\nNews.\r\n"
+	if err := sendMessage(c, "alice@a.test", []string{"dave@b.test"}, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	m := b.waitForMessage(t, "dave", deliveryTimeout, fmt.Sprintf("%q", subj), withSubject(subj))
+	var link string
+	signed := false
+	for _, f := range headerFields(m.Body) {
+		name, value, _ := strings.Cut(f, ":")
+		switch strings.ToLower(name) {
+		case "list-unsubscribe":
+			link = strings.Trim(strings.TrimSpace(value), "<>")
+		case "list-unsubscribe-post":
+			if strings.TrimSpace(value) != "List-Unsubscribe=One-Click" {
+				t.Errorf("List-Unsubscribe-Post: %q", value)
+			}
+		case "dkim-signature":
+			signed = signed || strings.Contains(strings.ToLower(strings.ReplaceAll(value, " ", "")), "list-unsubscribe:list-unsubscribe-post")
+		}
+	}
+	if !strings.HasPrefix(link, "https://mx.a.test/unsubscribe/") || !signed {
+		t.Fatalf("List-Unsubscribe %q (DKIM covers it: %v) in\n%s", link, signed, headerBlock(m.Body))
+	}
+	// The link's host is a's https listener.
+	cl := &http.Client{Timeout: wireTimeout, Transport: &http.Transport{TLSClientConfig: a.tlsConfig(t),
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, a.HTTPS())
+		}}}
+	resp, err := cl.Get(link) // a link scanner: must not unsubscribe
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, ok := suppressionsOf(t, a)["dave@b.test"]; ok || resp.StatusCode != 200 {
+		t.Fatalf("GET: status %d, and it suppressed dave: %v", resp.StatusCode, ok)
+	}
+	resp, err = cl.Post(link, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if s, ok := suppressionsOf(t, a)["dave@b.test"]; !ok || resp.StatusCode != 200 || s["reason"] != "unsubscribe" {
+		t.Fatalf("POST: status %d, suppression %v", resp.StatusCode, s)
+	}
+	if resp, err := cl.Post(strings.Replace(link, "/unsubscribe/", "/unsubscribe/x", 1), "", nil); err != nil || resp.StatusCode != 404 {
+		t.Errorf("a forged token: %v %v, want 404", resp, err)
+	}
 }
 
 // suppressionsOf returns `repute suppression list --json` by address.

@@ -157,6 +157,7 @@ type serverOptions struct {
 	Metrics     bool      // serve /metrics on the server's address (s.MetricsURL)
 	SMTPExtra   string    // further [smtp] lines, e.g. "message_rate_per_ip = 5\n"
 	BounceExtra string    // [bounce] lines
+	Web         bool      // serve https on the server's address (s.HTTPS)
 }
 
 // queueOpts are the [queue] settings a test may shorten ("1s"); "" leaves a key out.
@@ -288,7 +289,7 @@ submissions = %q
 imap = %q
 imaps = %q
 http = ""
-https = ""
+https = %q
 metrics = %q
 
 [dns]
@@ -308,7 +309,7 @@ command_timeout = "5m"
 [imap]
 max_connections_per_ip = %d
 %s`, s.t.Name(), s.hostname, s.dataDir,
-		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(), s.metricsAddr(),
+		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(), s.HTTPS(), s.metricsAddr(),
 		o.DNS, o.RemotePort, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk), o.SMTPExtra,
 		o.BounceExtra, o.MaxConnectionsPerIP, o.Queue.toml())
 }
@@ -348,6 +349,17 @@ func (s *server) metricsAddr() string {
 		return ""
 	}
 	return s.hostport(metricsPort)
+}
+
+// httpsPort is where a server with Web serves HTTPS, on its own address.
+const httpsPort = 8443
+
+// HTTPS is the server's https listener ("" without serverOptions.Web).
+func (s *server) HTTPS() string {
+	if !s.opts.Web {
+		return ""
+	}
+	return s.hostport(httpsPort)
 }
 
 // MetricsURL is the server's Prometheus endpoint (with serverOptions.Metrics).
