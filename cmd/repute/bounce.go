@@ -2,14 +2,19 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/config"
+	"github.com/repute-mail/repute/internal/store"
 )
 
 // maxDSNFile bounds the bounce message read by "bounce classify --dsn".
@@ -141,4 +146,44 @@ func printResult(w io.Writer, prefix string, r classify.Result) {
 		fmt.Fprintf(w, " %s", r.URL)
 	}
 	fmt.Fprintln(w)
+}
+
+// cmdBounceRates prints bounce and complaint rates over a rolling window.
+func cmdBounceRates(e *env, args []string) error {
+	fs := stdFlags(e, "bounce rates", true)
+	window := fs.Duration("window", 24*time.Hour, "how far back (e.g. 24h, 168h)")
+	by := fs.String("by", "domain,provider", "group by: domain, provider, both or none (\"\")")
+	pos, err := parseFlags(fs, args)
+	if err != nil || len(pos) != 0 || *window <= 0 {
+		return errUsage
+	}
+	byDomain, byProvider := strings.Contains(*by, "domain"), strings.Contains(*by, "provider")
+	return withStore(e, func(ctx context.Context, db *store.DB) error {
+		rs, err := db.Rates(ctx, time.Now().Add(-*window), byDomain, byProvider)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return printJSON(e.stdout, nonNil(rs))
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SENDER DOMAIN\tPROVIDER\tDELIVERED\tBOUNCED\tBOUNCE RATE\tCOMPLAINTS\tCOMPLAINT RATE\tDEFERRED\tBOUNCES BY CATEGORY")
+		for _, r := range rs {
+			var cats []string
+			for c, n := range r.ByCategory {
+				cats = append(cats, fmt.Sprintf("%s %d", c, n))
+			}
+			sort.Strings(cats)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f%%\t%d\t%.3f%%\t%d\t%s\n", orAll(r.SenderDomain, byDomain), orAll(r.Provider, byProvider),
+				r.Delivered, r.Bounced, 100*r.BounceRate, r.Complaints, 100*r.ComplaintRate, r.Deferred, strings.Join(cats, ", "))
+		}
+		return tw.Flush()
+	})
+}
+
+func orAll(s string, grouped bool) string {
+	if !grouped {
+		return "(all)"
+	}
+	return s
 }

@@ -67,6 +67,7 @@ func commands() map[string]*command {
 		}},
 		"bounce": {subs: map[string]*command{
 			"classify": {usage: "bounce classify [--json] [--dsn FILE]: what SMTP replies (one per line on standard input) or a bounce message mean", run: cmdBounceClassify},
+			"rates":    {usage: "bounce rates [--window 24h] [--by domain,provider] [--json]: bounce and complaint rates per sending domain and provider", run: cmdBounceRates},
 		}},
 		"suppression": {subs: map[string]*command{
 			"list":   {usage: "suppression list [--domain D] [--json]: recipients that sending domains no longer mail", run: cmdSuppressionList},

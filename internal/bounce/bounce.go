@@ -94,6 +94,8 @@ func (p *Processor) Consume(ctx context.Context, addr smtp.Address, msg []byte) 
 		if r.Action != "failed" {
 			continue
 		}
+		p.count(ctx, store.OutcomeCount{Time: now, SenderDomain: domainOf(from), Provider: p.providerOf(r),
+			Kind: store.CountBounced, Category: res.Category})
 		if res.Action == classify.ActionSuppressRecipient && r.Recipient != "" {
 			if err := p.suppress(ctx, from, r.Recipient, res.Category, "dsn", text, msgID); err != nil {
 				return err
@@ -142,6 +144,7 @@ func (p *Processor) complaint(ctx context.Context, addr smtp.Address, msg []byte
 	}
 	detail := fmt.Sprintf("%s report from %s", fb.FeedbackType, firstNonEmpty(fb.ReportingMTA, fb.UserAgent, "unknown reporter"))
 	p.Logger.Info("bounce: complaint", "msg_id", msgID, "sender", sender, "rcpt", rcpt, "feedback_type", fb.FeedbackType)
+	p.count(ctx, store.OutcomeCount{Time: p.now(), SenderDomain: domain, Provider: domainOf(rcpt), Kind: store.CountComplaint})
 	return p.suppress(ctx, sender, rcpt, "complaint", "arf", detail, msgID)
 }
 
@@ -208,6 +211,22 @@ func (p *Processor) deliver(ctx context.Context, to string, msg []byte) error {
 		p.Delivered(stored)
 	}
 	return nil
+}
+
+// count adds to the outcome counters behind the rates; best effort.
+func (p *Processor) count(ctx context.Context, c store.OutcomeCount) {
+	if err := p.DB.CountOutcomes(ctx, []store.OutcomeCount{c}); err != nil {
+		p.Logger.Warn("bounce: counting failed", "err", err)
+	}
+}
+
+// providerOf names the destination of a bounced recipient like the scheduler does: the
+// provider of the reporting host, or the recipient's domain.
+func (p *Processor) providerOf(r classify.BouncedRecipient) string {
+	if prov := p.Classifier.Provider(r.RemoteMTA); prov != "" {
+		return prov
+	}
+	return domainOf(r.Recipient)
 }
 
 // replyText is what to classify: the remote reply, with the status code in front when

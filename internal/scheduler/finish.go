@@ -24,6 +24,12 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	defer cancel()
 	now := s.Now()
 	var outs []store.Outcome
+	var counts []store.OutcomeCount // best effort: a failure to count is logged, never holds up the queue
+	tally := func(e store.QueueEntry, a delivery.Attempt, kind string) {
+		if c, ok := s.counted(e, a, kind, now); ok {
+			counts = append(counts, c)
+		}
+	}
 	bounces := map[string][]failure{} // by msg id
 	warns := map[string][]failure{}
 	for _, a := range attempts {
@@ -37,7 +43,9 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		case a.Code >= 200 && a.Code < 300:
 			outs = append(outs, store.Outcome{ID: id, Delivered: true})
 			s.event(obs.Delivered, e, a, now)
+			tally(e, a, store.CountDelivered)
 		case a.Permanent:
+			tally(e, a, store.CountBounced)
 			s.suppressFailed(ctx, e, a, now)
 			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})
 		default:
@@ -48,8 +56,10 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 					a.Enhanced = "4.4.7" // RFC 3463: delivery time expired
 				}
 				bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})
+				tally(e, a, store.CountBounced)
 				continue
 			}
+			tally(e, a, store.CountDeferred)
 			outs = append(outs, store.Outcome{ID: id, NextAttempt: next, Code: a.Code, Text: attemptText(a), MX: a.MX})
 			s.event(obs.Deferred, e, a, now)
 			if s.Policy.ShouldWarn(now, time.Unix(e.Created, 0), e.Warned) {
@@ -57,6 +67,9 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 				warns[e.MsgID] = append(warns[e.MsgID], failure{e, a, "delayed"})
 			}
 		}
+	}
+	if err := s.DB.CountOutcomes(ctx, counts); err != nil {
+		s.Logger.Warn("queue: counting outcomes failed", "err", err)
 	}
 	if len(outs) > 0 {
 		if err := s.DB.QueueRecord(ctx, now, outs); err != nil {
@@ -69,6 +82,31 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	for _, fs := range warns {
 		s.warn(ctx, fs, now)
 	}
+}
+
+// counted returns an attempt's contribution to the hourly outcome counters behind the
+// bounce rates (per sending domain and provider), or false for the null sender's mail.
+func (s *Scheduler) counted(e store.QueueEntry, a delivery.Attempt, kind string, now time.Time) (store.OutcomeCount, bool) {
+	domain := senderDomain(e.From)
+	if domain == "" {
+		return store.OutcomeCount{}, false
+	}
+	c := store.OutcomeCount{Time: now, SenderDomain: domain, Provider: s.provider(a, e.Domain), Kind: kind}
+	if kind != store.CountDelivered {
+		c.Category = s.classify(a).Category
+	}
+	return c, true
+}
+
+// provider names the destination for the rates: the provider of the MX host, or the
+// recipient domain when the provider is not known.
+func (s *Scheduler) provider(a delivery.Attempt, rcptDomain string) string {
+	if s.Classifier != nil {
+		if p := s.Classifier.Provider(a.MX); p != "" {
+			return p
+		}
+	}
+	return rcptDomain
 }
 
 // failure is one recipient of a message that could not be delivered (yet).

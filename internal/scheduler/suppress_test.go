@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/delivery"
@@ -58,6 +59,10 @@ func TestSuppression(t *testing.T) {
 	defer mu.Unlock()
 	if n := strings.Count(strings.Join(offered, " "), "u@gone.test"); n != 1 {
 		t.Errorf("u@gone.test was offered for delivery %d times, want once (then suppressed)", n)
+	}
+	rs, err := f.db.Rates(ctx, f.now.Add(-time.Hour), true, false)
+	if err != nil || len(rs) != 1 || rs[0].Bounced != 3 || rs[0].ByCategory["bad_mailbox"] != 2 || rs[0].ByCategory["policy"] != 1 {
+		t.Errorf("rates of a.test: %+v %v; want 3 bounces, 2 bad_mailbox and 1 policy", rs, err)
 	}
 	notice := f.inbox(t)[2]
 	if !strings.Contains(notice, "suppressed") {

@@ -176,6 +176,19 @@ CREATE TABLE suppressions (
 	PRIMARY KEY (sender_domain, address)
 ) WITHOUT ROWID;
 
+-- Delivery outcomes counted per hour, sending domain and provider, for bounce and
+-- complaint rates over rolling windows (kind: delivered, bounced, deferred, complaint;
+-- category: the bounce category, "" otherwise).
+CREATE TABLE outcome_counts (
+	hour          INTEGER NOT NULL,  -- unix seconds / 3600
+	sender_domain TEXT NOT NULL,
+	provider      TEXT NOT NULL,
+	kind          TEXT NOT NULL,
+	category      TEXT NOT NULL DEFAULT '',
+	n             INTEGER NOT NULL,
+	PRIMARY KEY (hour, sender_domain, provider, kind, category)
+) WITHOUT ROWID;
+
 -- Server secrets generated on first use (e.g. the key of bounce address tags).
 CREATE TABLE secrets (
 	name    TEXT PRIMARY KEY,

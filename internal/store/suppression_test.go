@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestSuppressions(t *testing.T) {
@@ -60,5 +61,44 @@ func TestSecret(t *testing.T) {
 	c, _ := db.Secret(ctx, "other")
 	if string(a) != string(b) || string(a) == string(c) {
 		t.Error("a secret must be stable per name and differ between names")
+	}
+}
+
+func TestRates(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	now := time.Now()
+	old := now.Add(-48 * time.Hour)
+	var cs []OutcomeCount
+	add := func(n int, c OutcomeCount) {
+		for i := 0; i < n; i++ {
+			cs = append(cs, c)
+		}
+	}
+	add(90, OutcomeCount{Time: now, SenderDomain: "a.test", Provider: "google", Kind: CountDelivered})
+	add(10, OutcomeCount{Time: now, SenderDomain: "a.test", Provider: "google", Kind: CountBounced, Category: "bad_mailbox"})
+	add(1, OutcomeCount{Time: now, SenderDomain: "a.test", Provider: "google", Kind: CountComplaint})
+	add(50, OutcomeCount{Time: now, SenderDomain: "a.test", Provider: "microsoft", Kind: CountDelivered})
+	add(50, OutcomeCount{Time: now, SenderDomain: "a.test", Provider: "microsoft", Kind: CountBounced, Category: "ip_reputation"})
+	add(500, OutcomeCount{Time: old, SenderDomain: "a.test", Provider: "google", Kind: CountBounced, Category: "bad_mailbox"})
+	if err := db.CountOutcomes(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := db.Rates(ctx, now.Add(-24*time.Hour), true, true)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("Rates: %+v %v", rs, err)
+	}
+	g := rs[0]
+	if g.Provider != "google" || g.Delivered != 90 || g.Bounced != 10 || g.BounceRate != 0.1 || g.ByCategory["bad_mailbox"] != 10 ||
+		g.Complaints != 1 || g.ComplaintRate != 1.0/90 {
+		t.Errorf("google over 24h: %+v", g)
+	}
+	total, _ := db.Rates(ctx, now.Add(-24*time.Hour), false, false)
+	if len(total) != 1 || total[0].Delivered != 140 || total[0].Bounced != 60 || total[0].ByCategory["ip_reputation"] != 50 {
+		t.Errorf("totals: %+v", total)
+	}
+	week, _ := db.Rates(ctx, now.Add(-7*24*time.Hour), true, false)
+	if len(week) != 1 || week[0].Bounced != 560 {
+		t.Errorf("a.test over a week: %+v", week)
 	}
 }

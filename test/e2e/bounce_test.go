@@ -101,6 +101,27 @@ func TestBounceIntelligence(t *testing.T) {
 			return ok && s["reason"] == "complaint" && s["source"] == "arf", fmt.Sprint(s)
 		})
 	})
+
+	t.Run("rates", func(t *testing.T) {
+		var rs []struct {
+			SenderDomain string         `json:"sender_domain"`
+			Delivered    int            `json:"delivered"`
+			Bounced      int            `json:"bounced"`
+			Complaints   int            `json:"complaints"`
+			ByCategory   map[string]int `json:"bounced_by_category"`
+			BounceRate   float64        `json:"bounce_rate"`
+		}
+		out := a.mustCLI("", "bounce", "rates", "--by", "domain", "--json")
+		if err := json.Unmarshal([]byte(out), &rs); err != nil || len(rs) != 1 {
+			t.Fatalf("bounce rates --json: %v\n%s", err, out)
+		}
+		r := rs[0]
+		// Delivered: carol and dave; bounced: nosuch (550 5.1.1) and carol's late DSN.
+		if r.SenderDomain != "a.test" || r.Delivered < 2 || r.ByCategory["bad_mailbox"] < 1 || r.ByCategory["inactive_mailbox"] != 1 ||
+			r.Complaints != 1 || r.BounceRate <= 0 {
+			t.Errorf("rates of a.test: %+v", r)
+		}
+	})
 }
 
 // one-click unsubscribe: tested as part of TestBounceIntelligence (below).
