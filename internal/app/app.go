@@ -344,7 +344,7 @@ func (a *App) buildBounces(ctx context.Context) error {
 	for _, f := range a.cfg.Bounce.FeedbackAddresses {
 		feedback[strings.ToLower(f)] = true
 	}
-	a.bounces = &bounce.Processor{DB: a.db, Classifier: a.classifier, Key: key, Feedback: feedback,
+	a.bounces = &bounce.Processor{DB: a.db, Classifier: a.classifier, Key: key, UnsubKey: a.unsubKey, Feedback: feedback,
 		Hostname: a.cfg.Hostname, Events: a.events, Logger: a.log, Delivered: a.mailstore.Delivered}
 	if a.cfg.Bounce.TagEnvelope {
 		a.sched.EnvelopeFrom = func(from, msgID string) string {
@@ -410,7 +410,7 @@ func (a *App) bulkHeaders(from smtp.Address, rcpts []string, msg []byte) string 
 	if base == "" {
 		base = "https://" + a.cfg.Hostname
 	}
-	return unsubscribe.Fields(a.unsubKey, base, from.Domain, rcpts[0])
+	return unsubscribe.Fields(a.unsubKey, base, from.String(), rcpts[0])
 }
 
 // signingKeys returns a domain's active DKIM keys, parsed.

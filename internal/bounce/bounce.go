@@ -1,24 +1,30 @@
 // Package bounce consumes the mail that reports on mail Repute sent: bounce messages
-// that come back, days later, to the tagged envelope sender of internal/verp, and ARF
-// complaint reports (RFC 5965) sent to a feedback address.
+// that come back, days later, to the tagged envelope sender of internal/verp, ARF
+// complaint reports (RFC 5965) sent to a feedback address, and unsubscribe requests sent
+// to the mailto address of List-Unsubscribe.
 //
 // Neither lands in a mailbox as it arrived. A bounce is parsed (internal/classify reads
 // RFC 3464 and the common non-standard formats), each failed recipient is classified,
 // recorded in the event log against the original message, and suppressed for the
 // sending domain when the reply says it is gone; the original sender gets Repute's usual
 // human-readable notice in their INBOX. A complaint suppresses the complaining recipient
-// for the sending domain. Anything that turns out not to be a report (an auto-reply to
-// the bounce address, say) is delivered to the sender as it is: nothing is lost.
+// for the sending domain if it names a tagged envelope sender whose MAC verifies: the
+// feedback address is public, so an unverifiable report must not suppress anyone.
+// Anything that turns out not to be a report (an auto-reply to the bounce address, say)
+// is delivered to the sender as it is: nothing is lost.
 //
 // Upstream: internal/session (Match at RCPT, Consume after DATA, on the MX listener).
-// Downstream: internal/classify, internal/verp, internal/dsn, internal/store, internal/obs.
+// Downstream: internal/classify, internal/verp, internal/unsubscribe, internal/dsn,
+// internal/store, internal/obs.
 package bounce
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -27,6 +33,7 @@ import (
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/unsubscribe"
 	"github.com/repute-mail/repute/internal/verp"
 )
 
@@ -35,6 +42,7 @@ type Processor struct {
 	DB         *store.DB
 	Classifier *classify.Classifier
 	Key        []byte          // the verp key
+	UnsubKey   []byte          // the key of unsubscribe tokens (mailto unsubscribes)
 	Feedback   map[string]bool // feedback addresses, lower case
 	Hostname   string          // reporting MTA of the notices
 	Events     *obs.EventLog
@@ -56,6 +64,9 @@ func (p *Processor) Match(addr smtp.Address) bool {
 	if p.Feedback[strings.ToLower(addr.String())] {
 		return true
 	}
+	if _, ok := unsubscribe.IsMailtoAddress(addr.String()); ok && p.UnsubKey != nil {
+		return true
+	}
 	_, _, ok := verp.Decode(p.Key, addr.String())
 	return ok
 }
@@ -64,6 +75,9 @@ func (p *Processor) Match(addr smtp.Address) bool {
 func (p *Processor) Consume(ctx context.Context, addr smtp.Address, msg []byte) error {
 	if p.Feedback[strings.ToLower(addr.String())] {
 		return p.complaint(ctx, addr, msg)
+	}
+	if sender, ok := unsubscribe.IsMailtoAddress(addr.String()); ok {
+		return p.mailtoUnsubscribe(ctx, sender, msg)
 	}
 	from, msgID, ok := verp.Decode(p.Key, addr.String())
 	if !ok {
@@ -77,9 +91,10 @@ func (p *Processor) Consume(ctx context.Context, addr smtp.Address, msg []byte) 
 	now := p.now()
 	var failed []dsn.Recipient
 	for _, r := range rep.Recipients {
-		if r.Action != "failed" && r.Action != "delayed" {
+		if r.Action != "failed" && r.Action != "delayed" || !strings.Contains(r.Recipient, "@") {
 			continue
 		}
+		r.RemoteMTA = strings.Trim(r.RemoteMTA, " ;")
 		text := replyText(r)
 		res := p.Classifier.ClassifyFrom(text, r.RemoteMTA)
 		kind := obs.Bounced
@@ -114,7 +129,9 @@ func (p *Processor) Consume(ctx context.Context, addr smtp.Address, msg []byte) 
 	notice, err := dsn.Compose(dsn.Message{ReportingMTA: p.Hostname, To: from, OriginalID: msgID,
 		Arrival: now, Recipients: failed}, now)
 	if err != nil {
-		return fmt.Errorf("compose the notice for %s: %w", from, err)
+		// What was learnt is recorded; a retry by the remote would only record it again.
+		p.Logger.Warn("bounce: cannot compose the notice; the sender gets none", "sender", from, "msg_id", msgID, "err", err)
+		return nil
 	}
 	return p.deliver(ctx, from, notice)
 }
@@ -138,8 +155,8 @@ func (p *Processor) complaint(ctx context.Context, addr smtp.Address, msg []byte
 	domain := domainOf(sender)
 	local, _ := p.DB.IsLocalDomain(ctx, domain)
 	if rcpt == "" || !local {
-		p.Logger.Warn("bounce: feedback report not about our mail, or without recipient; ignored",
-			"feedback_type", fb.FeedbackType, "sender", sender, "rcpt", rcpt)
+		p.Logger.Warn("bounce: feedback report without a verified bounce address tag or without recipient; ignored",
+			"feedback_type", fb.FeedbackType, "original_mail_from", fb.OriginalMailFrom, "rcpt", rcpt)
 		return nil
 	}
 	detail := fmt.Sprintf("%s report from %s", fb.FeedbackType, firstNonEmpty(fb.ReportingMTA, fb.UserAgent, "unknown reporter"))
@@ -148,17 +165,34 @@ func (p *Processor) complaint(ctx context.Context, addr smtp.Address, msg []byte
 	return p.suppress(ctx, sender, rcpt, "complaint", "arf", detail, msgID)
 }
 
-// originalSender finds who sent the reported message: the tagged bounce address tells
-// sender and message exactly; otherwise the report's Original-Mail-From or the From of
-// the returned message.
+// mailtoUnsubscribe handles mail to the mailto address of List-Unsubscribe: a valid
+// token in the Subject suppresses its recipient for the sender's domain; anything else
+// goes to the sender like any plus-addressed mail.
+func (p *Processor) mailtoUnsubscribe(ctx context.Context, sender string, msg []byte) error {
+	subject := ""
+	if m, err := mail.ReadMessage(bytes.NewReader(msg)); err == nil {
+		subject = m.Header.Get("Subject")
+	}
+	domain, rcpt, err := unsubscribe.Parse(p.UnsubKey, unsubscribe.SubjectToken(subject))
+	if err != nil || domain != domainOf(sender) {
+		return p.deliver(ctx, sender, msg)
+	}
+	p.count(ctx, store.OutcomeCount{Time: p.now(), SenderDomain: domain, Provider: domainOf(rcpt), Kind: store.CountUnsubscribe})
+	return p.suppress(ctx, sender, rcpt, "unsubscribe", "unsubscribe", "mailto unsubscribe", "")
+}
+
+// originalSender finds who sent the reported message from the tagged bounce address in
+// Original-Mail-From or the returned message's Return-Path. Only a tag with a valid MAC
+// counts: the feedback address is public, and a report naming an untagged sender could
+// come from anyone who wants a recipient suppressed.
 func (p *Processor) originalSender(fb *classify.FeedbackReport) (sender, msgID string) {
 	returnPath := strings.Trim(strings.TrimSpace(fb.OriginalHeaders.Get("Return-Path")), "<>")
-	for _, a := range []string{fb.OriginalMailFrom, returnPath} {
+	for _, a := range []string{strings.Trim(fb.OriginalMailFrom, "<>"), returnPath} {
 		if from, id, ok := verp.Decode(p.Key, a); ok {
 			return from, id
 		}
 	}
-	return firstNonEmpty(fb.OriginalMailFrom, fb.OriginalFrom), ""
+	return "", ""
 }
 
 func (p *Processor) suppress(ctx context.Context, sender, rcpt, reason, source, detail, msgID string) error {
@@ -233,10 +267,24 @@ func (p *Processor) providerOf(r classify.BouncedRecipient) string {
 // the text lacks one.
 func replyText(r classify.BouncedRecipient) string {
 	d := strings.TrimSpace(r.Diagnostic)
-	if r.Status != "" && !strings.Contains(d, r.Status) {
-		return strings.TrimSpace(r.Status + " " + d)
+	if r.Status == "" || strings.Contains(d, r.Status) {
+		return d
 	}
-	return d
+	// After the reply code, where an enhanced code belongs ("550 5.1.1 text"): the
+	// classifier reads the basic code at the start.
+	if len(d) >= 4 && isDigits(d[:3]) && d[3] == ' ' {
+		return d[:4] + r.Status + " " + d[4:]
+	}
+	return strings.TrimSpace(r.Status + " " + d)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func domainOf(addr string) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/unsubscribe"
 	"github.com/repute-mail/repute/internal/verp"
 )
 
@@ -609,5 +610,48 @@ func TestConsumeSenderGone(t *testing.T) {
 				t.Errorf("suppressions = %+v, want none", sup)
 			}
 		})
+	}
+}
+
+func TestReplyText(t *testing.T) {
+	tests := []struct{ status, diag, want string }{
+		{"5.0.0", "550 Requested action not taken: mailbox unavailable", "550 5.0.0 Requested action not taken: mailbox unavailable"},
+		{"5.1.1", "550 5.1.1 user unknown", "550 5.1.1 user unknown"},
+		{"5.1.1", "user unknown", "5.1.1 user unknown"},
+		{"", "550 no such user", "550 no such user"},
+	}
+	for _, tt := range tests {
+		if got := replyText(classify.BouncedRecipient{Status: tt.status, Diagnostic: tt.diag}); got != tt.want {
+			t.Errorf("replyText(%q, %q) = %q, want %q", tt.status, tt.diag, got, tt.want)
+		}
+	}
+}
+
+func TestMailtoUnsubscribe(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.p.UnsubKey = []byte("unsub key")
+	to := addr(t, "alice+unsubscribe@a.test")
+	if !f.p.Match(to) {
+		t.Fatal("the mailto unsubscribe address does not match")
+	}
+	tok := unsubscribe.Token(f.p.UnsubKey, "a.test", "bob@remote.test")
+	msg := "From: <bob@remote.test>\r\nTo: <alice+unsubscribe@a.test>\r\nSubject: unsubscribe " + tok + "\r\n\r\n\r\n"
+	if err := f.p.Consume(ctx, to, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := f.db.Suppressed(ctx, "a.test", "bob@remote.test"); s == nil || s.Reason != "unsubscribe" {
+		t.Errorf("bob: %+v, want suppressed by unsubscribe", s)
+	}
+	if n := len(f.inbox(t)); n != 0 {
+		t.Errorf("%d messages in the INBOX after an unsubscribe, want 0", n)
+	}
+	// Without a valid token it is ordinary plus-addressed mail for alice.
+	other := "From: <carol@remote.test>\r\nSubject: Re: your offer\r\n\r\nHello\r\n"
+	if err := f.p.Consume(ctx, to, []byte(other)); err != nil {
+		t.Fatal(err)
+	}
+	if in := f.inbox(t); len(in) != 1 || in[0] != other {
+		t.Errorf("INBOX %q, want the message as sent", in)
 	}
 }

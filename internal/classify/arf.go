@@ -8,7 +8,7 @@ package classify
 // (X-Repute-Id, List-Unsubscribe, Message-ID) identify what we sent and to whom, even when
 // the provider redacts the recipient.
 //
-// The MIME reading is shared with ParseDSN (dsnParser in dsnparse.go), with the same
+// The MIME reading is shared with ParseDSN (dsnParser in dsnmime.go), with the same
 // limits.
 
 import (

@@ -11,10 +11,11 @@ import (
 
 // Outcome kinds counted for rates.
 const (
-	CountDelivered = "delivered"
-	CountBounced   = "bounced"
-	CountDeferred  = "deferred"
-	CountComplaint = "complaint"
+	CountDelivered   = "delivered"
+	CountBounced     = "bounced"
+	CountDeferred    = "deferred"
+	CountComplaint   = "complaint"
+	CountUnsubscribe = "unsubscribe"
 )
 
 // OutcomeCount is one outcome to count: a delivery, a bounce of some category, a
@@ -52,6 +53,7 @@ type Rate struct {
 	Bounced       int64            `json:"bounced"`
 	Deferred      int64            `json:"deferred"`
 	Complaints    int64            `json:"complaints"`
+	Unsubscribes  int64            `json:"unsubscribes"`
 	ByCategory    map[string]int64 `json:"bounced_by_category"`
 	BounceRate    float64          `json:"bounce_rate"`    // bounced / (delivered + bounced)
 	ComplaintRate float64          `json:"complaint_rate"` // complaints / delivered
@@ -96,6 +98,8 @@ func (db *DB) Rates(ctx context.Context, since time.Time, byDomain, byProvider b
 			r.Deferred += n
 		case CountComplaint:
 			r.Complaints += n
+		case CountUnsubscribe:
+			r.Unsubscribes += n
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -62,11 +62,41 @@ func mac(key []byte, payload string) string {
 	return macEncoding.EncodeToString(h.Sum(nil)[:10])
 }
 
+// MailtoTag is the plus-tag of the mailto address in List-Unsubscribe: mail to
+// sender+unsubscribe@domain whose Subject carries a valid token unsubscribes; other mail
+// to it reaches the sender through plus-addressing, so nothing is lost.
+const MailtoTag = "+unsubscribe"
+
 // Fields returns the two header fields for a recipient (CRLF-terminated): the https URL
-// under baseURL (e.g. "https://mail.example.org") and the one-click marker.
-func Fields(key []byte, baseURL, senderDomain, rcpt string) string {
-	u := strings.TrimRight(baseURL, "/") + "/unsubscribe/" + Token(key, senderDomain, rcpt)
-	return fmt.Sprintf("List-Unsubscribe: <%s>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", u)
+// under baseURL (e.g. "https://mail.example.org") and a mailto address with the token in
+// the subject (RFC 2369), and the one-click marker (RFC 8058).
+func Fields(key []byte, baseURL, sender, rcpt string) string {
+	at := strings.LastIndexByte(sender, '@')
+	domain := sender[at+1:]
+	tok := Token(key, domain, rcpt)
+	u := strings.TrimRight(baseURL, "/") + "/unsubscribe/" + tok
+	mailto := "mailto:" + sender[:at] + MailtoTag + "@" + domain + "?subject=unsubscribe%20" + tok
+	return fmt.Sprintf("List-Unsubscribe: <%s>,\r\n <%s>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", u, mailto)
+}
+
+// IsMailtoAddress reports whether addr is a sender's unsubscribe mailto address, and
+// returns the sender.
+func IsMailtoAddress(addr string) (sender string, ok bool) {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || !strings.HasSuffix(strings.ToLower(addr[:at]), MailtoTag) || at == len(MailtoTag) {
+		return "", false
+	}
+	return addr[:at-len(MailtoTag)] + addr[at:], true
+}
+
+// SubjectToken finds a token in a Subject such as "unsubscribe TOKEN" (mail programs
+// may add "Re:" or change the case of the word).
+func SubjectToken(subject string) string {
+	f := strings.Fields(subject)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1]
 }
 
 // IsBulk reports whether a message's header marks it as bulk mail: a Precedence of bulk,

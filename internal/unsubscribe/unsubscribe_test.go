@@ -26,10 +26,22 @@ func TestToken(t *testing.T) {
 }
 
 func TestFieldsAndBulk(t *testing.T) {
-	f := Fields([]byte("k"), "https://mx.a.test/", "a.test", "bob@remote.test")
-	if !strings.HasPrefix(f, "List-Unsubscribe: <https://mx.a.test/unsubscribe/") ||
+	f := Fields([]byte("k"), "https://mx.a.test/", "news@a.test", "bob@remote.test")
+	tok := Token([]byte("k"), "a.test", "bob@remote.test")
+	if !strings.HasPrefix(f, "List-Unsubscribe: <https://mx.a.test/unsubscribe/"+tok+">,\r\n <mailto:news+unsubscribe@a.test?subject=unsubscribe%20"+tok+">") ||
 		!strings.HasSuffix(f, ">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n") {
 		t.Errorf("Fields = %q", f)
+	}
+	if s, ok := IsMailtoAddress("News+Unsubscribe@a.test"); !ok || s != "News@a.test" {
+		t.Errorf("IsMailtoAddress = %q %v", s, ok)
+	}
+	for _, a := range []string{"news@a.test", "+unsubscribe@a.test", "x"} {
+		if _, ok := IsMailtoAddress(a); ok {
+			t.Errorf("IsMailtoAddress(%q) matched", a)
+		}
+	}
+	if got := SubjectToken("Re: UNSUBSCRIBE  " + tok); got != tok {
+		t.Errorf("SubjectToken = %q", got)
 	}
 	tests := []struct {
 		header string

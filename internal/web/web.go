@@ -87,6 +87,10 @@ func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		page.Execute(w, pageData{Title: "Please try again", Text: "The unsubscribe could not be recorded just now. Please try again in a few minutes."})
 		return
 	}
+	if err := s.DB.CountOutcomes(ctx, []store.OutcomeCount{{Time: time.Now(), SenderDomain: domain,
+		Provider: rcpt[strings.LastIndexByte(rcpt, '@')+1:], Kind: store.CountUnsubscribe}}); err != nil {
+		s.Logger.Warn("web: counting an unsubscribe failed", "err", err)
+	}
 	if added {
 		s.Events.Emit(obs.Event{Time: time.Now(), Event: obs.Suppressed, Rcpt: rcpt, Text: "unsubscribe via one-click link, for " + domain})
 	}

@@ -49,6 +49,7 @@ func TestBounceIntelligence(t *testing.T) {
 		}
 	})
 
+	var tagged string // alice's tagged envelope sender, as b saw it
 	t.Run("late bounce to the tagged sender", func(t *testing.T) {
 		subj := "accepted first " + uniqueID()
 		a.submit(t, "alice", []string{"carol@b.test"}, subj)
@@ -58,6 +59,7 @@ func TestBounceIntelligence(t *testing.T) {
 		if !strings.HasPrefix(envFrom, "alice+rb-") {
 			t.Fatalf("b received the message from <%s>, want a tagged alice+rb-…@a.test", envFrom)
 		}
+		tagged = envFrom
 		msgID := a.waitEvent(t, "delivered", "carol@b.test").MsgID
 		if !strings.Contains(envFrom, msgID) {
 			t.Fatalf("tag %s does not name the message %s", envFrom, msgID)
@@ -88,18 +90,30 @@ func TestBounceIntelligence(t *testing.T) {
 	t.Run("one-click unsubscribe", func(t *testing.T) { oneClickUnsubscribe(t, a, b) })
 
 	t.Run("ARF complaint suppresses", func(t *testing.T) {
-		c := dialRawGreeted(t, a.SMTP())
-		c.expect("EHLO feedback.b.test", 250, "")
-		c.expect("MAIL FROM:<>", 250, "")
-		c.expect("RCPT TO:<fbl@a.test>", 250, "")
-		c.expect("DATA", 354, "")
-		c.write(arfReport("alice@a.test", "erin@b.test") + ".\r\n")
-		checkReply(t, "end of the report", c.read(), 250, "2.0.0")
-		c.expect("QUIT", 221, "")
+		if tagged == "" {
+			t.Skip("needs the tagged sender of the previous subtest")
+		}
+		report := func(sender, rcpt string) {
+			t.Helper()
+			c := dialRawGreeted(t, a.SMTP())
+			defer c.close()
+			c.expect("EHLO feedback.b.test", 250, "")
+			c.expect("MAIL FROM:<>", 250, "")
+			c.expect("RCPT TO:<fbl@a.test>", 250, "")
+			c.expect("DATA", 354, "")
+			c.write(arfReport(sender, rcpt) + ".\r\n")
+			checkReply(t, "end of the report", c.read(), 250, "2.0.0")
+		}
+		// A report naming an untagged sender could come from anyone: it suppresses nothing.
+		report("alice@a.test", "frank@b.test")
+		report(tagged, "erin@b.test")
 		waitFor(t, 10*time.Second, "erin@b.test suppressed", func() (bool, string) {
 			s, ok := suppressionsOf(t, a)["erin@b.test"]
 			return ok && s["reason"] == "complaint" && s["source"] == "arf", fmt.Sprint(s)
 		})
+		if s, ok := suppressionsOf(t, a)["frank@b.test"]; ok {
+			t.Errorf("an unverifiable report suppressed frank: %v", s)
+		}
 	})
 
 	t.Run("rates", func(t *testing.T) {
@@ -142,8 +156,15 @@ func oneClickUnsubscribe(t *testing.T, a, b *server) {
 	for _, f := range headerFields(m.Body) {
 		name, value, _ := strings.Cut(f, ":")
 		switch strings.ToLower(name) {
-		case "list-unsubscribe":
-			link = strings.Trim(strings.TrimSpace(value), "<>")
+		case "list-unsubscribe": // <https://…>, <mailto:…>
+			for _, u := range strings.Split(value, ",") {
+				u = strings.Trim(strings.TrimSpace(u), "<>")
+				if strings.HasPrefix(u, "https:") {
+					link = u
+				} else if !strings.HasPrefix(u, "mailto:alice+unsubscribe@a.test?subject=unsubscribe%20") {
+					t.Errorf("List-Unsubscribe URI %q", u)
+				}
+			}
 		case "list-unsubscribe-post":
 			if strings.TrimSpace(value) != "List-Unsubscribe=One-Click" {
 				t.Errorf("List-Unsubscribe-Post: %q", value)
