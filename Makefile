@@ -1,6 +1,6 @@
 # The test command of the README's quick start; .ci/run runs exactly `make test`.
 GO ?= go
-CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/... ./internal/policy/... ./internal/auth/...
+CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/... ./internal/policy/... ./internal/auth/... ./internal/classify/... ./internal/bounce/...
 
 .PHONY: build test vet fmt-check race fuzz bench
 
@@ -35,6 +35,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDMARCRecord$$' -fuzztime $(FUZZTIME) ./internal/auth
 	$(GO) test -run XXX -fuzz '^FuzzStripAuthResults$$' -fuzztime $(FUZZTIME) ./internal/auth
 	$(GO) test -run XXX -fuzz '^FuzzARC$$' -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run XXX -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./internal/classify
+	$(GO) test -run XXX -fuzz '^FuzzParseDSN$$' -fuzztime $(FUZZTIME) ./internal/classify
+	$(GO) test -run XXX -fuzz '^FuzzParseARF$$' -fuzztime $(FUZZTIME) ./internal/classify
 
 bench:
 	bash bench/inbound.sh
