@@ -60,37 +60,44 @@ func cmdSuppressionList(e *env, args []string) error {
 }
 
 func cmdSuppressionAdd(e *env, args []string) error {
-	pos, domain, note, err := suppressionFlags(e, "suppression add", false, args)
-	if err != nil || len(pos) == 0 {
-		return errUsage
-	}
-	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		d, err := senderDomain(ctx, db, domain)
+	var note string
+	return forEachAddress(e, "suppression add", args, &note, func(ctx context.Context, db *store.DB, domain, a string) error {
+		if !strings.Contains(a, "@") {
+			return fmt.Errorf("%q is not an address", a)
+		}
+		added, err := db.Suppress(ctx, store.Suppression{SenderDomain: domain, Address: a, Reason: "manual", Source: "admin", Detail: note})
 		if err != nil {
 			return err
 		}
-		for _, a := range pos {
-			if !strings.Contains(a, "@") {
-				return fmt.Errorf("%q is not an address", a)
-			}
-			added, err := db.Suppress(ctx, store.Suppression{SenderDomain: d, Address: a, Reason: "manual", Source: "admin", Detail: note})
-			if err != nil {
-				return err
-			}
-			verb := "suppressed"
-			if !added {
-				verb = "was already suppressed; entry updated"
-			}
-			fmt.Fprintf(e.stdout, "%s %s for %s\n", a, verb, d)
+		verb := "suppressed"
+		if !added {
+			verb = "was already suppressed; entry updated"
 		}
+		fmt.Fprintf(e.stdout, "%s %s for %s\n", a, verb, domain)
 		return nil
 	})
 }
 
 func cmdSuppressionRemove(e *env, args []string) error {
-	pos, domain, _, err := suppressionFlags(e, "suppression remove", false, args)
+	return forEachAddress(e, "suppression remove", args, nil, func(ctx context.Context, db *store.DB, domain, a string) error {
+		if err := db.Unsuppress(ctx, domain, a); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s may be mailed again from %s\n", a, domain)
+		return nil
+	})
+}
+
+// forEachAddress parses the arguments of add and remove (addresses, --domain and, when
+// note is not nil, --note) and runs fn for each address with the sending domain.
+func forEachAddress(e *env, name string, args []string, note *string,
+	fn func(ctx context.Context, db *store.DB, domain, addr string) error) error {
+	pos, domain, n, err := suppressionFlags(e, name, false, args)
 	if err != nil || len(pos) == 0 {
 		return errUsage
+	}
+	if note != nil {
+		*note = n
 	}
 	return withStore(e, func(ctx context.Context, db *store.DB) error {
 		d, err := senderDomain(ctx, db, domain)
@@ -98,10 +105,9 @@ func cmdSuppressionRemove(e *env, args []string) error {
 			return err
 		}
 		for _, a := range pos {
-			if err := db.Unsuppress(ctx, d, a); err != nil {
+			if err := fn(ctx, db, d, a); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "%s may be mailed again from %s\n", a, d)
 		}
 		return nil
 	})

@@ -23,8 +23,9 @@ type scripted struct {
 	calls   atomic.Int64
 	active  atomic.Int64
 	maxSeen atomic.Int64
-	hold    chan struct{} // if set, Deliver waits for it
-	holdFor string        // if set, only deliveries to this domain wait
+	hold    chan struct{}           // if set, Deliver waits for it
+	holdFor string                  // if set, only deliveries to this domain wait
+	seen    func(*delivery.Message) // if set, shown every message offered
 }
 
 func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.Message, report func([]delivery.Attempt)) {
@@ -44,6 +45,9 @@ func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.
 		}
 	}
 	for _, m := range msgs {
+		if d.seen != nil {
+			d.seen(m)
+		}
 		var out []delivery.Attempt
 		for _, r := range m.Rcpts {
 			a := d.answer(r.Address)

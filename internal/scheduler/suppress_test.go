@@ -20,7 +20,7 @@ func TestSuppression(t *testing.T) {
 	var mu sync.Mutex
 	var offered []string
 	var envFrom []string
-	d := &recording{answer: answers(map[string]delivery.Attempt{
+	d := &scripted{answer: answers(map[string]delivery.Attempt{
 		"gone.test":   {Code: 550, Enhanced: "5.1.1", Text: "The email account that you tried to reach does not exist", Permanent: true, MX: "mx.gone.test"},
 		"policy.test": {Code: 550, Enhanced: "5.7.1", Text: "Message rejected due to local policy", Permanent: true, MX: "mx.policy.test"},
 	}), seen: func(m *delivery.Message) {
@@ -67,24 +67,5 @@ func TestSuppression(t *testing.T) {
 	notice := f.inbox(t)[2]
 	if !strings.Contains(notice, "suppressed") {
 		t.Errorf("the second notice does not say the recipient is suppressed:\n%s", notice)
-	}
-}
-
-// recording is a scripted Deliverer that also shows each message to seen.
-type recording struct {
-	answer func(string) delivery.Attempt
-	seen   func(*delivery.Message)
-}
-
-func (d *recording) Deliver(ctx context.Context, domain string, msgs []*delivery.Message, report func([]delivery.Attempt)) {
-	for _, m := range msgs {
-		d.seen(m)
-		var out []delivery.Attempt
-		for _, r := range m.Rcpts {
-			a := d.answer(r.Address)
-			a.QueueID, a.Rcpt = r.QueueID, r.Address
-			out = append(out, a)
-		}
-		report(out)
 	}
 }
