@@ -69,6 +69,7 @@ type Client struct {
 	http       *http.Client
 	dnssecOnce sync.Once
 	nextSource atomic.Uint32
+	failed     fetchFailures // MTA-STS policy fetches that failed recently
 }
 
 var _ Deliverer = (*Client)(nil)

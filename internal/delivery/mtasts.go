@@ -79,16 +79,21 @@ func (c *Client) stsPolicy(ctx context.Context, d moxdns.Domain) (*mtasts.Policy
 	if cachedPolicy != nil && cached.RecordID == record.ID {
 		return inForce(cachedPolicy), ""
 	}
+	if result, failed := c.failed.get(d.ASCII, record.ID, now); failed {
+		return inForce(cachedPolicy), result // failed a moment ago: don't wait for it again
+	}
 	text, policy, err := c.fetchPolicy(ctx, d)
 	if err != nil {
 		c.log.Warn("mta-sts policy fetch", slog.String("domain", d.ASCII), slog.Any("err", err))
-		if cachedPolicy != nil {
-			return inForce(cachedPolicy), ""
-		}
+		result := string(tlsrpt.ResultSTSPolicyFetch)
 		if errors.Is(err, mtasts.ErrPolicySyntax) {
-			return nil, string(tlsrpt.ResultSTSPolicyInvalid)
+			result = string(tlsrpt.ResultSTSPolicyInvalid)
 		}
-		return nil, string(tlsrpt.ResultSTSPolicyFetch)
+		if cachedPolicy != nil {
+			result = ""
+		}
+		c.failed.put(d.ASCII, record.ID, result, now)
+		return inForce(cachedPolicy), result
 	}
 	entry := CachedPolicy{
 		RecordID: record.ID,
@@ -99,6 +104,45 @@ func (c *Client) stsPolicy(ctx context.Context, d moxdns.Domain) (*mtasts.Policy
 		c.log.Warn("mta-sts policy cache put", slog.String("domain", d.ASCII), slog.Any("err", err))
 	}
 	return inForce(policy), ""
+}
+
+// failedFetchTTL is how long a failed policy fetch is remembered. A domain whose policy
+// host is down or broken would otherwise cost an HTTPS timeout on every delivery attempt
+// to it; five minutes is short enough to notice a repair at the next retry.
+const failedFetchTTL = 5 * time.Minute
+
+// maxFailedFetches bounds the table; past it, it starts afresh.
+const maxFailedFetches = 10000
+
+// fetchFailures remembers recent failed fetches per domain and record id (a new id means
+// a new policy to try at once).
+type fetchFailures struct {
+	mu sync.Mutex
+	m  map[string]fetchFailure
+}
+
+type fetchFailure struct {
+	recordID, result string
+	until            time.Time
+}
+
+func (f *fetchFailures) get(domain, recordID string, now time.Time) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.m[domain]
+	if !ok || e.recordID != recordID || !now.Before(e.until) {
+		return "", false
+	}
+	return e.result, true
+}
+
+func (f *fetchFailures) put(domain, recordID, result string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil || len(f.m) >= maxFailedFetches {
+		f.m = map[string]fetchFailure{}
+	}
+	f.m[domain] = fetchFailure{recordID: recordID, result: result, until: now.Add(failedFetchTTL)}
 }
 
 // cachedPolicy returns the cache entry for d and its parsed policy, nil if absent,

@@ -202,3 +202,30 @@ func TestMTASTSCache(t *testing.T) {
 		t.Fatalf("%d fetches after the record id changed, want 3", n)
 	}
 }
+
+// TestMTASTSFailedFetchRemembered: a policy host that answers 404 is asked once per five
+// minutes, not on every delivery; a new record id is tried at once.
+func TestMTASTSFailedFetchRemembered(t *testing.T) {
+	e, ps := stsEnv(t, "") // 404
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.c.Now = func() time.Time { return now }
+	startSink(t, e.addr("127.0.0.11"), sinkConfig{})
+	deliver := func() { e.deliver("b.test", msg("1", "alice@a.test", "bob@b.test")) }
+	deliver()
+	deliver()
+	if n := ps.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches for two deliveries within five minutes, want 1", n)
+	}
+	now = now.Add(failedFetchTTL)
+	deliver()
+	if n := ps.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches after five minutes, want 2", n)
+	}
+	if err := e.dns.Replace(`_mta-sts.b.test. TXT "v=STSv1; id=2"`); err != nil {
+		t.Fatal(err)
+	}
+	deliver()
+	if n := ps.fetches.Load(); n != 3 {
+		t.Fatalf("%d fetches after the record id changed, want 3", n)
+	}
+}
