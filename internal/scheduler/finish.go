@@ -44,7 +44,9 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 			outs = append(outs, store.Outcome{ID: id, Delivered: true})
 			s.event(obs.Delivered, e, a, now)
 			tally(e, a, store.CountDelivered)
-		case a.Permanent:
+		case a.Permanent && !s.classify(a).Temporary:
+			// A 5xx that says it is temporary (greylisting behind a 5xx code, say) is
+			// retried like a 4xx: the classifier knows what the sender should do.
 			tally(e, a, store.CountBounced)
 			s.suppressFailed(ctx, e, a, now)
 			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})

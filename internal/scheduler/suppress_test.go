@@ -69,3 +69,22 @@ func TestSuppression(t *testing.T) {
 		t.Errorf("the second notice does not say the recipient is suppressed:\n%s", notice)
 	}
 }
+
+// TestTemporaryFiveHundred: a 5xx reply that the classifier reads as temporary
+// (greylisting) is retried, not bounced.
+func TestTemporaryFiveHundred(t *testing.T) {
+	d := &scripted{answer: answers(map[string]delivery.Attempt{
+		"grey.test": {Code: 550, Enhanced: "5.7.1", Text: "Greylisted, please try again in 5 minutes", Permanent: true, MX: "mx.grey.test"},
+	})}
+	f := newFixture(t, d)
+	f.sched.Classifier = classify.Default()
+	f.run(t)
+	f.queue(t, "alice@a.test", "u@grey.test")
+	waitFor(t, "the first attempt", func() bool {
+		q := f.entries(t)
+		return len(q) == 1 && q[0].Attempts == 1
+	})
+	if n := len(f.inbox(t)); n != 0 {
+		t.Errorf("%d notices for a greylisted message, want none", n)
+	}
+}
