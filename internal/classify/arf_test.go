@@ -62,22 +62,13 @@ var arfNotReports = []string{"no-feedback-part.eml"}
 
 func TestParseARFTestdata(t *testing.T) {
 	for _, tc := range arfCases {
-		data, err := os.ReadFile(filepath.Join("testdata", "arf", tc.file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, variant := range []struct {
-			name string
-			data []byte
-		}{{"lf", data}, {"crlf", dsnToCRLF(data)}} {
-			t.Run(tc.file+"/"+variant.name, func(t *testing.T) {
-				r, err := ParseARF(variant.data)
-				if err != nil {
-					t.Fatalf("ParseARF: %v", err)
-				}
-				arfCheck(t, r, tc)
-			})
-		}
+		eachLineEnding(t, "arf", tc.file, func(t *testing.T, data []byte) {
+			r, err := ParseARF(data)
+			if err != nil {
+				t.Fatalf("ParseARF: %v", err)
+			}
+			arfCheck(t, r, tc)
+		})
 	}
 }
 

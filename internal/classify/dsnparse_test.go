@@ -111,24 +111,30 @@ func dsnToCRLF(b []byte) []byte {
 	return bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
 }
 
+// eachLineEnding runs fn on testdata/dir/file as written (LF) and with CRLF line endings.
+func eachLineEnding(t *testing.T, dir, file string, fn func(t *testing.T, data []byte)) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []struct {
+		name string
+		data []byte
+	}{{"lf", data}, {"crlf", dsnToCRLF(data)}} {
+		t.Run(file+"/"+v.name, func(t *testing.T) { fn(t, v.data) })
+	}
+}
+
 func TestParseDSNTestdata(t *testing.T) {
 	for _, tc := range dsnCases {
-		data, err := os.ReadFile(filepath.Join("testdata", "dsn", tc.file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, variant := range []struct {
-			name string
-			data []byte
-		}{{"lf", data}, {"crlf", dsnToCRLF(data)}} {
-			t.Run(tc.file+"/"+variant.name, func(t *testing.T) {
-				rep, err := ParseDSN(variant.data)
-				if err != nil {
-					t.Fatalf("ParseDSN: %v", err)
-				}
-				dsnCheckReport(t, rep, tc)
-			})
-		}
+		eachLineEnding(t, "dsn", tc.file, func(t *testing.T, data []byte) {
+			rep, err := ParseDSN(data)
+			if err != nil {
+				t.Fatalf("ParseDSN: %v", err)
+			}
+			dsnCheckReport(t, rep, tc)
+		})
 	}
 }
 
