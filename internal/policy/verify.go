@@ -125,12 +125,7 @@ func (v *Verifier) Message(iprev auth.IPRevResult, spf auth.SPFResult, msg []byt
 	return vd
 }
 
-// Results renders every result as the methods of an Authentication-Results field,
-// without the authserv-id.
-func (vd Verdict) Results(client netip.Addr) string {
-	return strings.Join(vd.methods(client), ";\r\n\t")
-}
-
+// methods renders every result as a method of an Authentication-Results field.
 func (vd Verdict) methods(client netip.Addr) []string {
 	var m []string
 	if vd.IPRev.Result != "" {
