@@ -67,9 +67,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// Registry is the private registry (for tests).
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // The recording methods below do nothing on a nil *Metrics, so callers need no checks.
 
 // Connection counts an SMTP connection on listener with its outcome.
