@@ -87,11 +87,11 @@ func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		page.Execute(w, pageData{Title: "Please try again", Text: "The unsubscribe could not be recorded just now. Please try again in a few minutes."})
 		return
 	}
-	if err := s.DB.CountOutcomes(ctx, []store.OutcomeCount{{Time: time.Now(), SenderDomain: domain,
-		Provider: rcpt[strings.LastIndexByte(rcpt, '@')+1:], Kind: store.CountUnsubscribe}}); err != nil {
-		s.Logger.Warn("web: counting an unsubscribe failed", "err", err)
-	}
-	if added {
+	if added { // a second click is not a second unsubscribe
+		if err := s.DB.CountOutcomes(ctx, []store.OutcomeCount{{Time: time.Now(), SenderDomain: domain,
+			Provider: rcpt[strings.LastIndexByte(rcpt, '@')+1:], Kind: store.CountUnsubscribe}}); err != nil {
+			s.Logger.Warn("web: counting an unsubscribe failed", "err", err)
+		}
 		s.Events.Emit(obs.Event{Time: time.Now(), Event: obs.Suppressed, Rcpt: rcpt, Text: "unsubscribe via one-click link, for " + domain})
 	}
 	s.Logger.Info("web: unsubscribed", "rcpt", rcpt, "sender_domain", domain)
