@@ -233,13 +233,19 @@ func (s QueueSelector) where() (string, []any, error) {
 }
 
 func (db *DB) queueUpdate(ctx context.Context, sel QueueSelector, set string, args ...any) (int64, error) {
+	return db.queueExec(ctx, sel, `UPDATE queue SET `+set, args...)
+}
+
+// queueExec runs stmt (an UPDATE or DELETE of queue) on the selected entries and returns
+// how many it touched; ErrNotFound for a single entry that does not exist.
+func (db *DB) queueExec(ctx context.Context, sel QueueSelector, stmt string, args ...any) (int64, error) {
 	where, wargs, err := sel.where()
 	if err != nil {
 		return 0, err
 	}
 	var n int64
 	err = db.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE queue SET `+set+` WHERE `+where, append(args, wargs...)...)
+		res, err := tx.Exec(stmt+` WHERE `+where, append(args, wargs...)...)
 		if err != nil {
 			return err
 		}
@@ -269,23 +275,7 @@ func (db *DB) QueueRelease(ctx context.Context, sel QueueSelector) (int64, error
 
 // QueueDrop deletes the selected entries without a notice to the sender.
 func (db *DB) QueueDrop(ctx context.Context, sel QueueSelector) (int64, error) {
-	where, args, err := sel.where()
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	err = db.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`DELETE FROM queue WHERE `+where, args...)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	if err == nil && n == 0 && sel.ID != 0 {
-		return 0, fmt.Errorf("queue entry %d: %w", sel.ID, ErrNotFound)
-	}
-	return n, err
+	return db.queueExec(ctx, sel, `DELETE FROM queue`)
 }
 
 // DomainSummary is one line of the queue summary: how many entries wait for a domain and
