@@ -25,9 +25,9 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	now := s.Now()
 	var outs []store.Outcome
 	var counts []store.OutcomeCount // best effort: a failure to count is logged, never holds up the queue
-	tally := func(e store.QueueEntry, a delivery.Attempt, kind string) {
-		if c, ok := s.counted(e, a, kind, now); ok {
-			counts = append(counts, c)
+	tally := func(e store.QueueEntry, a delivery.Attempt, c classify.Result, kind string) {
+		if oc, ok := s.counted(e, a, c, kind, now); ok {
+			counts = append(counts, oc)
 		}
 	}
 	bounces := map[string][]failure{} // by msg id
@@ -39,17 +39,22 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		}
 		reported[a.QueueID] = true
 		id := a.QueueID
+		delivered := a.Code >= 200 && a.Code < 300
+		var c classify.Result // read once per failed attempt: events, counts, suppression
+		if !delivered {
+			c = s.classify(a)
+		}
 		switch {
-		case a.Code >= 200 && a.Code < 300:
+		case delivered:
 			outs = append(outs, store.Outcome{ID: id, Delivered: true})
-			s.event(obs.Delivered, e, a, now)
-			tally(e, a, store.CountDelivered)
-		case a.Permanent && !s.classify(a).Temporary:
+			s.event(obs.Delivered, e, a, c, now)
+			tally(e, a, c, store.CountDelivered)
+		case a.Permanent && !c.Temporary:
 			// A 5xx that says it is temporary (greylisting behind a 5xx code, say) is
 			// retried like a 4xx: the classifier knows what the sender should do.
-			tally(e, a, store.CountBounced)
-			s.suppressFailed(ctx, e, a, now)
-			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})
+			tally(e, a, c, store.CountBounced)
+			s.suppressFailed(ctx, e, a, c, now)
+			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, c, "failed"})
 		default:
 			next, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, a.RetryAfter, s.Jitter())
 			if d == Expire {
@@ -57,16 +62,16 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 				if a.Enhanced == "" || a.Enhanced[0] != '5' {
 					a.Enhanced = "4.4.7" // RFC 3463: delivery time expired
 				}
-				bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, "failed"})
-				tally(e, a, store.CountBounced)
+				bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, c, "failed"})
+				tally(e, a, c, store.CountBounced)
 				continue
 			}
-			tally(e, a, store.CountDeferred)
+			tally(e, a, c, store.CountDeferred)
 			outs = append(outs, store.Outcome{ID: id, NextAttempt: next, Code: a.Code, Text: attemptText(a), MX: a.MX})
-			s.event(obs.Deferred, e, a, now)
+			s.event(obs.Deferred, e, a, c, now)
 			if s.Policy.ShouldWarn(now, time.Unix(e.Created, 0), e.Warned) {
 				a.Text = attemptText(a)
-				warns[e.MsgID] = append(warns[e.MsgID], failure{e, a, "delayed"})
+				warns[e.MsgID] = append(warns[e.MsgID], failure{e, a, c, "delayed"})
 			}
 		}
 	}
@@ -88,16 +93,13 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 
 // counted returns an attempt's contribution to the hourly outcome counters behind the
 // bounce rates (per sending domain and provider), or false for the null sender's mail.
-func (s *Scheduler) counted(e store.QueueEntry, a delivery.Attempt, kind string, now time.Time) (store.OutcomeCount, bool) {
+func (s *Scheduler) counted(e store.QueueEntry, a delivery.Attempt, c classify.Result, kind string, now time.Time) (store.OutcomeCount, bool) {
 	domain := senderDomain(e.From)
 	if domain == "" {
 		return store.OutcomeCount{}, false
 	}
-	c := store.OutcomeCount{Time: now, SenderDomain: domain, Provider: s.provider(a, e.Domain), Kind: kind}
-	if kind != store.CountDelivered {
-		c.Category = s.classify(a).Category
-	}
-	return c, true
+	return store.OutcomeCount{Time: now, SenderDomain: domain, Provider: s.provider(a, e.Domain),
+		Kind: kind, Category: c.Category}, true
 }
 
 // provider names the destination for the rates: the provider of the MX host, or the
@@ -115,7 +117,8 @@ func (s *Scheduler) provider(a delivery.Attempt, rcptDomain string) string {
 type failure struct {
 	e      store.QueueEntry
 	a      delivery.Attempt
-	action string // "failed" or "delayed"
+	c      classify.Result // the reply, classified
+	action string          // "failed" or "delayed"
 }
 
 func attemptText(a delivery.Attempt) string {
@@ -125,11 +128,7 @@ func attemptText(a delivery.Attempt) string {
 	return a.Text
 }
 
-func (s *Scheduler) event(kind string, e store.QueueEntry, a delivery.Attempt, now time.Time) {
-	var c classify.Result
-	if kind != obs.Delivered {
-		c = s.classify(a)
-	}
+func (s *Scheduler) event(kind string, e store.QueueEntry, a delivery.Attempt, c classify.Result, now time.Time) {
 	s.Events.Emit(obs.Event{Time: now, Event: kind, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt,
 		Provider: c.Provider, Category: c.Category,
 		SourceIP: a.SourceIP, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text,
@@ -153,8 +152,7 @@ func (s *Scheduler) classify(a delivery.Attempt) classify.Result {
 // suppression list when the reply says the recipient is gone (bad or inactive mailbox,
 // bad domain: the classifier's action suppress_recipient). Mailing it again could only
 // hurt the domain's reputation.
-func (s *Scheduler) suppressFailed(ctx context.Context, e store.QueueEntry, a delivery.Attempt, now time.Time) {
-	c := s.classify(a)
+func (s *Scheduler) suppressFailed(ctx context.Context, e store.QueueEntry, a delivery.Attempt, c classify.Result, now time.Time) {
 	domain := senderDomain(e.From)
 	if c.Action != classify.ActionSuppressRecipient || domain == "" {
 		return
@@ -207,7 +205,7 @@ func (s *Scheduler) bounce(ctx context.Context, fs []failure, now time.Time) {
 	ids := make([]int64, len(fs))
 	for i, f := range fs {
 		ids[i] = f.e.ID
-		s.event(obs.Bounced, f.e, f.a, now)
+		s.event(obs.Bounced, f.e, f.a, f.c, now)
 	}
 	notice, err := s.notice(ctx, fs, now, time.Time{})
 	if err != nil {
