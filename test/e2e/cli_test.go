@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // TestConfigCheck runs `repute config check` on a valid file and on files with mistakes.
@@ -213,12 +211,7 @@ func privateResolver(t *testing.T) []string {
 		pc.Close()
 		t.Fatalf("DNS for repute dev: %v", err)
 	}
-	h := dns.HandlerFunc(serveTestZone)
-	udp := &dns.Server{PacketConn: pc, Handler: h}
-	tcp := &dns.Server{Listener: ln, Handler: h}
-	go func() { _ = udp.ActivateAndServe() }()
-	go func() { _ = tcp.ActivateAndServe() }()
-	t.Cleanup(func() { _ = udp.Shutdown(); _ = tcp.Shutdown() })
+	t.Cleanup(serveDNS(pc, ln, sharedZone.answer))
 	return withResolvConf(t, ip)
 }
 

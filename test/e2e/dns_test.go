@@ -50,23 +50,9 @@ func nameExists(name string) bool {
 	return false
 }
 
-func serveTestZone(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	if len(req.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		_ = w.WriteMsg(m)
-		return
-	}
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	m.Answer = lookupTestZone(name, q.Qtype)
-	if len(m.Answer) == 0 && !nameExists(name) {
-		m.Rcode = dns.RcodeNameError
-	}
-	_ = w.WriteMsg(m)
-}
+// sharedZone holds no records of its own: it answers from testZone (for the shared test
+// DNS server and the private resolver of repute dev).
+var sharedZone zone
 
 func lookupTestZone(name string, qtype uint16) []dns.RR {
 	var out []dns.RR
@@ -104,24 +90,43 @@ func (z *zone) silent(domain string) {
 func newZone(t *testing.T) *zone {
 	t.Helper()
 	z := &zone{t: t, rrs: map[string][]dns.RR{}}
-	var pc net.PacketConn
-	var ln net.Listener
-	var err error
-	for i := 0; i < 20; i++ {
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-	}
+	pc, ln, err := listenPair()
 	if err != nil {
-		t.Fatalf("test DNS: no UDP+TCP port pair on 127.0.0.1: %v", err)
+		t.Fatalf("test DNS: %v", err)
 	}
 	z.addr = pc.LocalAddr().String()
 	z.serve(pc, ln)
 	return z
+}
+
+// listenPair binds UDP and TCP to the same free port of 127.0.0.1.
+func listenPair() (net.PacketConn, net.Listener, error) {
+	var err error
+	for i := 0; i < 20; i++ {
+		pc, perr := net.ListenPacket("udp", "127.0.0.1:0")
+		if perr != nil {
+			return nil, nil, perr
+		}
+		ln, lerr := net.Listen("tcp", pc.LocalAddr().String())
+		if lerr == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		err = lerr
+	}
+	return nil, nil, fmt.Errorf("no UDP+TCP port pair on 127.0.0.1: %v", err)
+}
+
+// serveDNS answers with h on pc (UDP) and ln (TCP) until stop is called.
+func serveDNS(pc net.PacketConn, ln net.Listener, h dns.HandlerFunc) (stop func()) {
+	udp := &dns.Server{PacketConn: pc, Handler: h}
+	tcp := &dns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second}
+	go func() { _ = udp.ActivateAndServe() }()
+	go func() { _ = tcp.ActivateAndServe() }()
+	return func() {
+		_ = udp.Shutdown()
+		_ = tcp.Shutdown()
+	}
 }
 
 // listen serves the zone also on IP:53 (UDP and TCP), for daemons that read
@@ -143,15 +148,7 @@ func (z *zone) listen(ip string) string {
 }
 
 func (z *zone) serve(pc net.PacketConn, ln net.Listener) {
-	h := dns.HandlerFunc(z.answer)
-	udp := &dns.Server{PacketConn: pc, Handler: h}
-	tcp := &dns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second}
-	go func() { _ = udp.ActivateAndServe() }()
-	go func() { _ = tcp.ActivateAndServe() }()
-	z.t.Cleanup(func() {
-		_ = udp.Shutdown()
-		_ = tcp.Shutdown()
-	})
+	z.t.Cleanup(serveDNS(pc, ln, z.answer))
 }
 
 // add puts records in zone-file syntax into the zone ("b.test. MX 10 mx.b.test.");
@@ -236,30 +233,10 @@ func (z *zone) answer(w dns.ResponseWriter, req *dns.Msg) {
 
 // startFakeDNS serves testZone over UDP and TCP on one port of 127.0.0.1.
 func startFakeDNS() (stop func(), err error) {
-	var pc net.PacketConn
-	var ln net.Listener
-	for i := 0; i < 20; i++ {
-		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ln, err = net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			break
-		}
-		pc.Close()
-	}
+	pc, ln, err := listenPair()
 	if err != nil {
-		return nil, fmt.Errorf("no UDP+TCP port pair on 127.0.0.1: %v", err)
+		return nil, err
 	}
-	h := dns.HandlerFunc(serveTestZone)
-	udp := &dns.Server{PacketConn: pc, Handler: h}
-	tcp := &dns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second}
-	go func() { _ = udp.ActivateAndServe() }()
-	go func() { _ = tcp.ActivateAndServe() }()
 	dnsAddr = pc.LocalAddr().String()
-	return func() {
-		_ = udp.Shutdown()
-		_ = tcp.Shutdown()
-	}, nil
+	return serveDNS(pc, ln, sharedZone.answer), nil
 }
