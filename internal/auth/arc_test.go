@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -587,24 +586,13 @@ func TestARCAuthResults(t *testing.T) {
 // TestARCPython checks interoperability with Debian's python3-dkim (dkimpy), both ways:
 // its arc_verify on our chains, our VerifyARC on its seals, and mixed chains.
 func TestARCPython(t *testing.T) {
-	const python = "/usr/bin/python3"
-	if err := exec.Command(python, "-c", "import dkim").Run(); err != nil {
-		t.Skip("python3-dkim not installed (apt-get install python3-dkim); /usr/bin/python3 -c 'import dkim' failed")
-	}
+	needPython(t, "dkim")
 	k := arcKeys(t)
 	// dkimpy's sealer, with the origin's RSA key under a name of its own.
 	py := DKIMKey{Domain: "py.example", Selector: "py1", Algorithm: KeyRSA, Private: k.rsa.Private}
 	keys := append(k.all(), py)
 	_, r := startDNS(t, keys)
-	records := map[string]string{}
-	for _, key := range keys {
-		name, txt := key.DNSRecord()
-		records[name] = txt
-	}
-	recJSON, err := json.Marshal(records)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recJSON := keyRecordsJSON(t, keys)
 	pemFile := filepath.Join(t.TempDir(), "py.pem")
 	der := x509.MarshalPKCS1PrivateKey(py.Private.(*rsa.PrivateKey))
 	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), 0o600); err != nil {
@@ -632,7 +620,7 @@ elif mode == "algs":
 `
 	run := func(t *testing.T, msg []byte, args ...string) string {
 		t.Helper()
-		cmd := exec.Command(python, append([]string{"-c", script, args[0], string(recJSON)}, args[1:]...)...)
+		cmd := exec.Command(python, append([]string{"-c", script, args[0], recJSON}, args[1:]...)...)
 		cmd.Stdin = bytes.NewReader(msg)
 		out, err := cmd.Output()
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -148,21 +147,10 @@ func TestDKIMGoMsgauth(t *testing.T) {
 
 // TestDKIMPython checks our signatures with Debian's python3-dkim (dkimpy).
 func TestDKIMPython(t *testing.T) {
-	const python = "/usr/bin/python3"
-	if err := exec.Command(python, "-c", "import dkim, nacl").Run(); err != nil {
-		t.Skip("python3-dkim (and python3-nacl for Ed25519) not installed: apt-get install python3-dkim")
-	}
+	needPython(t, "dkim, nacl")
 	keys := testKeys(t)
 	msg := signTestMessage(t, keys, testMessage)
-	records := map[string]string{}
-	for _, k := range keys {
-		name, txt := k.DNSRecord()
-		records[name] = txt
-	}
-	recJSON, err := json.Marshal(records)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recJSON := keyRecordsJSON(t, keys)
 	const script = `
 import dkim, json, sys
 records = json.loads(sys.argv[1])
@@ -176,7 +164,7 @@ d = dkim.DKIM(msg)
 for i in range(2):
     print("pass" if d.verify(idx=i, dnsfunc=dnsfunc) else "fail")
 `
-	cmd := exec.Command(python, "-c", script, string(recJSON))
+	cmd := exec.Command(python, "-c", script, recJSON)
 	cmd.Stdin = bytes.NewReader(msg)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
