@@ -47,9 +47,9 @@ func TestDANE(t *testing.T) {
 		{
 			name: "DANE-TA match",
 			setup: func(e *env, cert tls.Certificate) sinkConfig {
-				e.add(e.tlsa(2, spkiHash(e.ca.cert)))
+				e.add(e.tlsa(2, spkiHash(e.ca.Cert)))
 				chain := cert
-				chain.Certificate = append(chain.Certificate, e.ca.cert.Raw)
+				chain.Certificate = append(chain.Certificate, e.ca.Cert.Raw)
 				return sinkConfig{tls: serverTLS(chain)}
 			},
 			want:     want{rcpt: "bob@b.test", code: 250, mx: "mx.b.test", tls: true, verified: "dane"},
@@ -58,7 +58,7 @@ func TestDANE(t *testing.T) {
 		{
 			name: "wrong TLSA record",
 			setup: func(e *env, cert tls.Certificate) sinkConfig {
-				e.add(e.tlsa(3, spkiHash(e.ca.cert)))
+				e.add(e.tlsa(3, spkiHash(e.ca.Cert)))
 				return sinkConfig{tls: serverTLS(cert)}
 			},
 			want:   want{rcpt: "bob@b.test", mx: "mx.b.test", text: "DANE: TLS with mx.b.test failed"},
@@ -86,7 +86,7 @@ func TestDANE(t *testing.T) {
 			name: "TLSA not authentic: DANE skipped",
 			setup: func(e *env, cert tls.Certificate) sinkConfig {
 				e.dns.SetAllAuthentic(false)
-				e.add(e.tlsa(3, spkiHash(e.ca.cert))) // would not match
+				e.add(e.tlsa(3, spkiHash(e.ca.Cert))) // would not match
 				return sinkConfig{tls: serverTLS(cert)}
 			},
 			want:     want{rcpt: "bob@b.test", code: 250, mx: "mx.b.test", tls: true},

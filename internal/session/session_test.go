@@ -3,17 +3,11 @@ package session
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -25,6 +19,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/testcert"
 )
 
 type env struct {
@@ -39,17 +34,8 @@ type env struct {
 }
 
 func selfSigned(t testing.TB) *tls.Config {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.a.test"},
-		DNSNames: []string{"mx.a.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	server, _ := testcert.SelfSigned(t, "mx.a.test")
+	return server
 }
 
 func start(t *testing.T, tweak func(*Server)) *env {

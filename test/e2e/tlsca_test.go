@@ -1,63 +1,30 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/repute-mail/repute/internal/testcert"
 )
 
 // testCA is a certificate authority of one test. Its certificate is written to PEMPath,
 // which a server under test trusts through SSL_CERT_FILE (Go's crypto/x509 reads it on
 // Linux instead of the system roots).
 type testCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
+	*testcert.CA
 	PEMPath string
-}
-
-var serialSeq atomic.Int64
-
-func nextSerial() *big.Int {
-	return big.NewInt(time.Now().UnixNano() + serialSeq.Add(1))
 }
 
 func newTestCA(t *testing.T) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: "Repute e2e test CA " + t.Name()},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, PEMPath: filepath.Join(t.TempDir(), "ca.pem")}
-	if err := os.WriteFile(ca.PEMPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	ca := &testCA{CA: testcert.NewCA(t, "Repute e2e test CA "+t.Name()), PEMPath: filepath.Join(t.TempDir(), "ca.pem")}
+	if err := os.WriteFile(ca.PEMPath, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return ca
@@ -66,29 +33,7 @@ func newTestCA(t *testing.T) *testCA {
 // issue makes a server certificate for the DNS names, signed by the CA; the chain
 // holds the leaf and the CA certificate.
 func (ca *testCA) issue(t *testing.T, names ...string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}
+	return ca.Issue(t, true, names...)
 }
 
 // spkiSHA256 is the hex SHA-256 of the leaf's SubjectPublicKeyInfo: the data of a
