@@ -47,24 +47,25 @@ type App struct {
 	cfg config.Config
 	log *slog.Logger
 
-	db         *store.DB
-	events     *obs.EventLog
-	tls        *tls.Config
-	guard      *authguard.Guard
-	metrics    *obs.Metrics
-	metricsSrv *http.Server
-	mailstore  *mailstore.Mailstore
-	signer     *auth.Signer
-	classifier *classify.Classifier
-	bounces    *bounce.Processor
-	unsubKey   []byte
-	webSrv     []*http.Server
-	resolver   dns.Resolver
-	smtp       []*session.Server
-	imap       *imapsrv.Server
-	sched      *scheduler.Scheduler
-	stopSched  context.CancelFunc
-	schedDone  chan struct{}
+	db          *store.DB
+	events      *obs.EventLog
+	tls         *tls.Config
+	guard       *authguard.Guard
+	metrics     *obs.Metrics
+	metricsSrv  *http.Server
+	mailstore   *mailstore.Mailstore
+	signer      *auth.Signer
+	classifier  *classify.Classifier
+	bounces     *bounce.Processor
+	unsubKey    []byte
+	bulkSenders map[string]bool // bounce.bulk_senders, lower case
+	webSrv      []*http.Server
+	resolver    dns.Resolver
+	smtp        []*session.Server
+	imap        *imapsrv.Server
+	sched       *scheduler.Scheduler
+	stopSched   context.CancelFunc
+	schedDone   chan struct{}
 
 	mu        sync.Mutex
 	listeners map[string]net.Listener // by listener name: smtp, submission, ...
@@ -340,10 +341,8 @@ func (a *App) buildBounces(ctx context.Context) error {
 	if a.unsubKey, err = a.db.Secret(ctx, "unsubscribe"); err != nil {
 		return err
 	}
-	feedback := map[string]bool{}
-	for _, f := range a.cfg.Bounce.FeedbackAddresses {
-		feedback[strings.ToLower(f)] = true
-	}
+	feedback := lowerSet(a.cfg.Bounce.FeedbackAddresses)
+	a.bulkSenders = lowerSet(a.cfg.Bounce.BulkSenders)
 	a.bounces = &bounce.Processor{DB: a.db, Classifier: a.classifier, Key: key, UnsubKey: a.unsubKey, Feedback: feedback,
 		Hostname: a.cfg.Hostname, Events: a.events, Logger: a.log, Delivered: a.mailstore.Delivered}
 	if a.cfg.Bounce.TagEnvelope {
@@ -398,11 +397,8 @@ func (a *App) bulkHeaders(from smtp.Address, rcpts []string, msg []byte) string 
 	if len(rcpts) != 1 || from.Domain == "" {
 		return ""
 	}
-	bulk := unsubscribe.IsBulk(msg)
-	for _, b := range a.cfg.Bounce.BulkSenders {
-		b = strings.ToLower(b)
-		bulk = bulk || b == strings.ToLower(from.String()) || b == "@"+strings.ToLower(from.Domain)
-	}
+	bulk := a.bulkSenders[strings.ToLower(from.String())] || a.bulkSenders["@"+strings.ToLower(from.Domain)] ||
+		unsubscribe.IsBulk(msg)
 	if !bulk || unsubscribe.HasField(msg, "List-Unsubscribe") {
 		return ""
 	}
@@ -411,6 +407,15 @@ func (a *App) bulkHeaders(from smtp.Address, rcpts []string, msg []byte) string 
 		base = "https://" + a.cfg.Hostname
 	}
 	return unsubscribe.Fields(a.unsubKey, base, from.String(), rcpts[0])
+}
+
+// lowerSet is a set of the lower-cased strings.
+func lowerSet(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, s := range l {
+		m[strings.ToLower(s)] = true
+	}
+	return m
 }
 
 // signingKeys returns a domain's active DKIM keys, parsed.
