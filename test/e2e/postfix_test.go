@@ -176,32 +176,11 @@ append_dot_mydomain = no
 maillog_file_prefixes = %[1]s
 maillog_file = %[1]s/maillog
 `, dir, o.Domain, cert, key)
-	masterCF := o.IP + `:25 inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
+	services, err := os.ReadFile(filepath.Join("..", "postfix", "master.cf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterCF := o.IP + ":25 inet n - n - - smtpd\n" + string(services)
 	resolv := filepath.Join(dir, "resolv.conf")
 	for name, text := range map[string]string{
 		filepath.Join(pf.etc, "main.cf"):   mainCF,
