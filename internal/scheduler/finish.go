@@ -157,10 +157,9 @@ func (s *Scheduler) suppressFailed(ctx context.Context, e store.QueueEntry, a de
 	if c.Action != classify.ActionSuppressRecipient || domain == "" {
 		return
 	}
-	if sup, err := s.DB.Suppressed(ctx, domain, e.Rcpt); err == nil && sup != nil {
-		return // already suppressed (perhaps this very attempt was refused for it): keep the first cause
-	}
-	added, err := s.DB.Suppress(ctx, store.Suppression{SenderDomain: domain, Address: e.Rcpt, Reason: c.Category,
+	// An entry that exists keeps its first cause (perhaps this very attempt was refused
+	// because of it).
+	added, err := s.DB.SuppressNew(ctx, store.Suppression{SenderDomain: domain, Address: e.Rcpt, Reason: c.Category,
 		Source: "delivery", Detail: attemptText(a), MsgID: e.MsgID, Created: now})
 	if err != nil {
 		s.Logger.Error("queue: cannot suppress a failed recipient", "rcpt", e.Rcpt, "err", err)

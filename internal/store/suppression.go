@@ -27,6 +27,16 @@ const maxSuppressionDetail = 1000
 // Suppress adds s, or updates the reason of an existing entry (keeping its first date).
 // It reports whether the entry is new.
 func (db *DB) Suppress(ctx context.Context, s Suppression) (added bool, err error) {
+	return db.suppress(ctx, s, true)
+}
+
+// SuppressNew adds s unless the recipient is already suppressed, in which case the entry
+// keeps its first cause. It reports whether the entry is new.
+func (db *DB) SuppressNew(ctx context.Context, s Suppression) (added bool, err error) {
+	return db.suppress(ctx, s, false)
+}
+
+func (db *DB) suppress(ctx context.Context, s Suppression, update bool) (added bool, err error) {
 	s.SenderDomain = strings.ToLower(strings.TrimSpace(s.SenderDomain))
 	s.Address = strings.ToLower(strings.TrimSpace(s.Address))
 	if s.SenderDomain == "" || s.Address == "" {
@@ -49,6 +59,8 @@ func (db *DB) Suppress(ctx context.Context, s Suppression) (added bool, err erro
 			return err
 		case err != nil:
 			return err
+		case !update:
+			return nil
 		}
 		_, err := tx.Exec(`UPDATE suppressions SET reason = ?, source = ?, detail = ?, msg_id = ?
 			WHERE sender_domain = ? AND address = ?`, s.Reason, s.Source, s.Detail, s.MsgID, s.SenderDomain, s.Address)

@@ -28,6 +28,14 @@ func TestSuppressions(t *testing.T) {
 	if s, _ = db.Suppressed(ctx, "a.test", "bob@remote.test"); s.Reason != "complaint" || !s.Created.Equal(first) {
 		t.Errorf("after update: %+v", s)
 	}
+	// SuppressNew keeps the first cause.
+	added, err = db.SuppressNew(ctx, Suppression{SenderDomain: "a.test", Address: "bob@remote.test", Reason: "bad_mailbox", Source: "delivery"})
+	if err != nil || added {
+		t.Fatalf("SuppressNew of an existing entry: added=%v err=%v", added, err)
+	}
+	if s, _ = db.Suppressed(ctx, "a.test", "bob@remote.test"); s.Reason != "complaint" {
+		t.Errorf("SuppressNew changed the entry: %+v", s)
+	}
 	// Per sending domain: b.test may still mail bob.
 	if s, _ := db.Suppressed(ctx, "b.test", "bob@remote.test"); s != nil {
 		t.Errorf("b.test: %+v, want none", s)
