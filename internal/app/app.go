@@ -31,9 +31,12 @@ import (
 	"github.com/repute-mail/repute/internal/imapsrv"
 	"github.com/repute-mail/repute/internal/mailstore"
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/policy"
+	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/scheduler"
 	"github.com/repute-mail/repute/internal/session"
+	"github.com/repute-mail/repute/internal/shaper"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/tlsconf"
@@ -56,6 +59,7 @@ type App struct {
 	mailstore   *mailstore.Mailstore
 	signer      *auth.Signer
 	classifier  *classify.Classifier
+	outcomes    *outcome.Recorder
 	bounces     *bounce.Processor
 	unsubKey    []byte
 	bulkSenders map[string]bool // bounce.bulk_senders, lower case
@@ -291,7 +295,7 @@ func (a *App) buildOutbound() error {
 		sources = append(sources, ip)
 	}
 	newClient := func(relay, tlsMode, user, passwordFile string) (*delivery.Client, error) {
-		c := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname, SourceIPs: sources,
+		c := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname,
 			RemotePort: cfg.Outbound.RemotePort, Relay: relay, RelayTLS: tlsMode, Logger: a.log, MTASTS: mtastsCache{a.db}}
 		if user != "" {
 			pw, err := readSecret(passwordFile)
@@ -323,12 +327,32 @@ func (a *App) buildOutbound() error {
 			return fmt.Errorf("bounce.rules_file: %w", err)
 		}
 	}
+	relays := map[string]string{}
+	for _, r := range o.Routes {
+		for _, d := range r.Domains {
+			relays[strings.ToLower(d)] = r.Relay
+		}
+	}
+	routes := &route.Resolver{DNS: resolver, Providers: a.classifier.Providers(), Relay: o.Relay, Relays: relays, Logger: a.log}
 	q := cfg.Queue
-	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Hostname: cfg.Hostname, Events: a.events, Classifier: a.classifier,
-		Logger: a.log, Delivered: a.mailstore.Delivered, Concurrency: q.Concurrency, ScanInterval: q.ScanInterval.Duration,
+	limits := &shaper.Limits{MaxConnections: q.Concurrency, SourceIPs: sources}
+	a.outcomes = a.buildOutcomes()
+	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Routes: routes, Shaper: limits, Outcomes: a.outcomes,
+		Hostname: cfg.Hostname, Node: cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered,
+		Concurrency: q.Concurrency, ScanInterval: q.ScanInterval.Duration,
 		Policy: scheduler.Policy{RetryMin: q.RetryMin.Duration, RetryMax: q.RetryMax.Duration, MaxAge: q.MaxAge.Duration,
 			DelayWarning: q.DelayWarning.Duration}}
 	return nil
+}
+
+// buildOutcomes builds the outcome recorder and its subscribers: the mail-event log, the
+// hourly counts and the suppression list.
+func (a *App) buildOutcomes() *outcome.Recorder {
+	bus := &outcome.Bus{}
+	bus.Subscribe(outcome.EventLog(a.events))
+	bus.Subscribe(outcome.Counts(a.db, a.log))
+	bus.Subscribe(outcome.Suppressions(a.db, bus, a.log))
+	return &outcome.Recorder{Classifier: a.classifier, Bus: bus}
 }
 
 // buildBounces sets up the bounce address tags of outgoing mail and the processor that
@@ -343,8 +367,8 @@ func (a *App) buildBounces(ctx context.Context) error {
 	}
 	feedback := lowerSet(a.cfg.Bounce.FeedbackAddresses)
 	a.bulkSenders = lowerSet(a.cfg.Bounce.BulkSenders)
-	a.bounces = &bounce.Processor{DB: a.db, Classifier: a.classifier, Key: key, UnsubKey: a.unsubKey, Feedback: feedback,
-		Hostname: a.cfg.Hostname, Events: a.events, Logger: a.log, Delivered: a.mailstore.Delivered}
+	a.bounces = &bounce.Processor{DB: a.db, Outcomes: a.outcomes, Key: key, UnsubKey: a.unsubKey, Feedback: feedback,
+		Hostname: a.cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered}
 	if a.cfg.Bounce.TagEnvelope {
 		a.sched.EnvelopeFrom = func(from, msgID string) string {
 			at := strings.LastIndexByte(from, '@')
@@ -363,7 +387,7 @@ func (a *App) buildBounces(ctx context.Context) error {
 // listenWeb serves the web interface (one-click unsubscribe, so far) on listen.http and,
 // with the TLS certificate, on listen.https.
 func (a *App) listenWeb() error {
-	h := (&web.Server{DB: a.db, UnsubscribeKey: a.unsubKey, Events: a.events, Logger: a.log}).Handler()
+	h := (&web.Server{DB: a.db, UnsubscribeKey: a.unsubKey, Outcomes: a.outcomes, Logger: a.log}).Handler()
 	for _, l := range []struct {
 		name, addr string
 		tls        bool

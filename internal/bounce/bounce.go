@@ -31,6 +31,7 @@ import (
 	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/dsn"
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/unsubscribe"
@@ -39,16 +40,15 @@ import (
 
 // Processor is the session's BounceSink.
 type Processor struct {
-	DB         *store.DB
-	Classifier *classify.Classifier
-	Key        []byte          // the verp key
-	UnsubKey   []byte          // the key of unsubscribe tokens (mailto unsubscribes)
-	Feedback   map[string]bool // feedback addresses, lower case
-	Hostname   string          // reporting MTA of the notices
-	Events     *obs.EventLog
-	Logger     *slog.Logger
-	Delivered  func([]store.Stored) // told about notices stored in mailboxes
-	Now        func() time.Time
+	DB        *store.DB
+	Outcomes  *outcome.Recorder // classifies reports and records what they say
+	Key       []byte            // the verp key
+	UnsubKey  []byte            // the key of unsubscribe tokens (mailto unsubscribes)
+	Feedback  map[string]bool   // feedback addresses, lower case
+	Hostname  string            // reporting MTA of the notices
+	Logger    *slog.Logger
+	Delivered func([]store.Stored) // told about notices stored in mailboxes
+	Now       func() time.Time
 }
 
 func (p *Processor) now() time.Time {
@@ -96,25 +96,23 @@ func (p *Processor) Consume(ctx context.Context, addr smtp.Address, msg []byte) 
 		}
 		r.RemoteMTA = strings.Trim(r.RemoteMTA, " ;")
 		text := replyText(r)
-		res := p.Classifier.ClassifyFrom(text, r.RemoteMTA)
-		kind := obs.Bounced
+		res := p.Outcomes.ClassifyText(text, r.RemoteMTA)
+		ev := outcome.With(outcome.Event{Source: "dsn", Detail: oneLine(text, 1000),
+			Event: obs.Event{Time: now, Event: obs.Bounced, MsgID: msgID, From: from, Rcpt: r.Recipient,
+				Provider: p.Outcomes.Provider(r.RemoteMTA), MX: r.RemoteMTA, EnhancedCode: r.Status,
+				Text: "returned bounce (" + rep.Format + "): " + oneLine(text, 500)}}, res)
 		if r.Action == "delayed" {
-			kind = obs.Deferred
+			ev.Event.Event = obs.Deferred // told late, counted when it was attempted
+		} else {
+			ev.SenderDomain = domainOf(from)
 		}
-		p.Events.Emit(obs.Event{Time: now, Event: kind, MsgID: msgID, From: from, Rcpt: r.Recipient,
-			Provider: res.Provider, Category: res.Category, MX: r.RemoteMTA, EnhancedCode: r.Status,
-			Text: "returned bounce (" + rep.Format + "): " + oneLine(text, 500)})
 		p.Logger.Info("bounce: returned bounce matched", "msg_id", msgID, "from", from, "rcpt", r.Recipient,
-			"action", r.Action, "category", res.Category, "provider", res.Provider, "format", rep.Format)
+			"action", r.Action, "category", res.Category, "provider", ev.Provider, "format", rep.Format)
+		if err := p.Outcomes.Record(ctx, ev); err != nil {
+			return err
+		}
 		if r.Action != "failed" {
 			continue
-		}
-		p.count(ctx, store.OutcomeCount{Time: now, SenderDomain: domainOf(from), Provider: p.providerOf(r),
-			Kind: store.CountBounced, Category: res.Category})
-		if res.Action == classify.ActionSuppressRecipient && r.Recipient != "" {
-			if err := p.suppress(ctx, from, r.Recipient, res.Category, "dsn", text, msgID); err != nil {
-				return err
-			}
 		}
 		status := r.Status
 		if status == "" {
@@ -161,8 +159,8 @@ func (p *Processor) complaint(ctx context.Context, addr smtp.Address, msg []byte
 	}
 	detail := fmt.Sprintf("%s report from %s", fb.FeedbackType, firstNonEmpty(fb.ReportingMTA, fb.UserAgent, "unknown reporter"))
 	p.Logger.Info("bounce: complaint", "msg_id", msgID, "sender", sender, "rcpt", rcpt, "feedback_type", fb.FeedbackType)
-	p.count(ctx, store.OutcomeCount{Time: p.now(), SenderDomain: domain, Provider: domainOf(rcpt), Kind: store.CountComplaint})
-	return p.suppress(ctx, sender, rcpt, "complaint", "arf", detail, msgID)
+	return p.Outcomes.Record(ctx, outcome.Event{SenderDomain: domain, Source: "arf", Detail: detail,
+		Event: obs.Event{Time: p.now(), Event: obs.Complained, MsgID: msgID, From: sender, Rcpt: rcpt, Text: detail}})
 }
 
 // mailtoUnsubscribe handles mail to the mailto address of List-Unsubscribe: a valid
@@ -177,8 +175,8 @@ func (p *Processor) mailtoUnsubscribe(ctx context.Context, sender string, msg []
 	if err != nil || domain != domainOf(sender) {
 		return p.deliver(ctx, sender, msg)
 	}
-	p.count(ctx, store.OutcomeCount{Time: p.now(), SenderDomain: domain, Provider: domainOf(rcpt), Kind: store.CountUnsubscribe})
-	return p.suppress(ctx, sender, rcpt, "unsubscribe", "unsubscribe", "mailto unsubscribe", "")
+	return p.Outcomes.Record(ctx, outcome.Event{SenderDomain: domain, Source: "unsubscribe", Detail: "mailto unsubscribe",
+		Event: obs.Event{Time: p.now(), Event: obs.Unsubscribed, From: sender, Rcpt: rcpt, Text: "mailto unsubscribe"}})
 }
 
 // originalSender finds who sent the reported message from the tagged bounce address in
@@ -193,24 +191,6 @@ func (p *Processor) originalSender(fb *classify.FeedbackReport) (sender, msgID s
 		}
 	}
 	return "", ""
-}
-
-func (p *Processor) suppress(ctx context.Context, sender, rcpt, reason, source, detail, msgID string) error {
-	domain := domainOf(sender)
-	if domain == "" {
-		return nil
-	}
-	added, err := p.DB.Suppress(ctx, store.Suppression{SenderDomain: domain, Address: rcpt, Reason: reason,
-		Source: source, Detail: oneLine(detail, 1000), MsgID: msgID, Created: p.now()})
-	if err != nil {
-		return err
-	}
-	if added {
-		p.Events.Emit(obs.Event{Time: p.now(), Event: obs.Suppressed, MsgID: msgID, From: sender, Rcpt: rcpt,
-			Text: reason + " via " + source + ": " + oneLine(detail, 500)})
-		p.Logger.Info("bounce: recipient suppressed", "rcpt", rcpt, "sender_domain", domain, "reason", reason, "source", source)
-	}
-	return nil
 }
 
 // deliver stores msg in the mailbox of the local sender it concerns.
@@ -245,22 +225,6 @@ func (p *Processor) deliver(ctx context.Context, to string, msg []byte) error {
 		p.Delivered(stored)
 	}
 	return nil
-}
-
-// count adds to the outcome counters behind the rates; best effort.
-func (p *Processor) count(ctx context.Context, c store.OutcomeCount) {
-	if err := p.DB.CountOutcomes(ctx, []store.OutcomeCount{c}); err != nil {
-		p.Logger.Warn("bounce: counting failed", "err", err)
-	}
-}
-
-// providerOf names the destination of a bounced recipient like the scheduler does: the
-// provider of the reporting host, or the recipient's domain.
-func (p *Processor) providerOf(r classify.BouncedRecipient) string {
-	if prov := p.Classifier.Provider(r.RemoteMTA); prov != "" {
-		return prov
-	}
-	return domainOf(r.Recipient)
 }
 
 // replyText is what to classify: the remote reply, with the status code in front when

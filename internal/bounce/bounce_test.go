@@ -17,6 +17,7 @@ import (
 	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/dsn"
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/unsubscribe"
@@ -72,8 +73,12 @@ func newFixture(t *testing.T) *fixture {
 		}
 	})
 	now := time.Date(2025, 3, 5, 10, 0, 0, 0, time.UTC)
-	f.p = &Processor{DB: db, Classifier: classify.Default(), Key: testKey,
-		Feedback: map[string]bool{"fbl@a.test": true}, Hostname: "mx.a.test", Events: f.events,
+	bus := &outcome.Bus{}
+	bus.Subscribe(outcome.EventLog(f.events))
+	bus.Subscribe(outcome.Counts(db, logger))
+	bus.Subscribe(outcome.Suppressions(db, bus, logger))
+	f.p = &Processor{DB: db, Outcomes: &outcome.Recorder{Classifier: classify.Default(), Bus: bus}, Key: testKey,
+		Feedback: map[string]bool{"fbl@a.test": true}, Hostname: "mx.a.test",
 		Logger: logger, Now: func() time.Time { return now },
 		Delivered: func(s []store.Stored) { f.mu.Lock(); f.delivered = append(f.delivered, s...); f.mu.Unlock() }}
 	return f

@@ -1,8 +1,11 @@
 package classify
 
 import (
+	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/repute-mail/repute/internal/provider"
 )
 
 // MaxReplyBytes bounds the reply text that is looked at; the rest is ignored. Real replies
@@ -70,10 +73,10 @@ type Result struct {
 // Classifier holds compiled rules and providers. It is immutable after Load and safe for
 // concurrent use.
 type Classifier struct {
-	rules     []*rule     // in the order they are tried
-	providers []*provider // in the order their text patterns are tried
-	bySuffix  map[string]string
-	byID      map[string]*provider
+	rules     []*rule          // in the order they are tried
+	providers []*providerRules // in the order their text patterns are tried
+	table     *provider.Table  // MX host suffixes
+	byID      map[string]*providerRules
 	m         *matcher  // finds every substring pattern in one pass over the text
 	pats      *patterns // collects the patterns while loading; nil afterwards
 }
@@ -106,24 +109,44 @@ func (c *Classifier) ClassifyFrom(reply, mxHost string) Result {
 
 // Provider returns the provider id of an MX host name by its longest known suffix
 // ("gmail-smtp-in.l.google.com" → "google"), or "" when unknown.
-func (c *Classifier) Provider(mxHost string) string {
-	h := strings.ToLower(strings.TrimSpace(mxHost))
-	h = strings.TrimSuffix(h, ".")
-	for h != "" {
-		if id, ok := c.bySuffix[h]; ok {
-			return id
-		}
-		i := strings.IndexByte(h, '.')
-		if i < 0 {
-			break
-		}
-		h = h[i+1:]
+func (c *Classifier) Provider(mxHost string) string { return c.table.Lookup(mxHost) }
+
+// Providers is the provider table the classifier was built with (the embedded one plus
+// the admin's), for grouping destinations by the same ids.
+func (c *Classifier) Providers() *provider.Table { return c.table }
+
+// ClassifyReply classifies a reply known by its parts, as a delivery attempt records it:
+// the basic code (0 when there was no reply: a network, DNS or TLS failure), the enhanced
+// code ("" when none) and the text. Nothing is re-parsed out of a formatted string, so a
+// text that quotes other codes cannot override the reply's own.
+func (c *Classifier) ClassifyReply(code int, enhanced, text, mxHost string) Result {
+	if len(text) > MaxReplyBytes {
+		text = text[:MaxReplyBytes]
 	}
-	return ""
+	var r reply
+	if code >= 200 && code <= 599 {
+		r.basic = strconv.Itoa(code)
+	}
+	if n := enhancedLen(enhanced, 0); n > 0 && n == len(enhanced) {
+		r.enhanced = enhanced
+	} else {
+		r.enhanced = findEnhanced(text, r.basic)
+	}
+	switch {
+	case r.basic != "":
+		r.class = r.basic[0]
+	case r.enhanced != "":
+		r.class = r.enhanced[0]
+	}
+	r.text = normalize(text, r.basic)
+	return c.match(r, c.Provider(mxHost))
 }
 
 func (c *Classifier) classify(raw, mxProvider string) Result {
-	r := parseReply(raw)
+	return c.match(parseReply(raw), mxProvider)
+}
+
+func (c *Classifier) match(r reply, mxProvider string) Result {
 	var buf [32]uint64
 	h := c.m.scan(r.text, buf[:0])
 	prov := c.textProvider(r.text, h)

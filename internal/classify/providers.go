@@ -2,6 +2,8 @@ package classify
 
 import (
 	"fmt"
+
+	"github.com/repute-mail/repute/internal/provider"
 	"slices"
 	"strings"
 )
@@ -19,8 +21,8 @@ type providerSpec struct {
 	Disabled   bool              `toml:"disabled"`
 }
 
-// provider is a compiled providerSpec.
-type provider struct {
+// providerRules is a compiled providerSpec.
+type providerRules struct {
 	id       string
 	suffixes []string
 	text     []int32 // pattern ids of substrings
@@ -39,7 +41,7 @@ var senderSide = map[string]bool{
 }
 
 // urlFor returns the remediation page of the provider for a category, or "".
-func (p *provider) urlFor(category string) string {
+func (p *providerRules) urlFor(category string) string {
 	if u, ok := p.urls[category]; ok {
 		return u
 	}
@@ -51,7 +53,7 @@ func (p *provider) urlFor(category string) string {
 
 // identifies reports whether the normalised reply text, whose substrings found are h,
 // names the provider.
-func (p *provider) identifies(text string, h hits) bool {
+func (p *providerRules) identifies(text string, h hits) bool {
 	for _, id := range p.text {
 		if h.has(id) {
 			return true
@@ -80,7 +82,7 @@ func (s *source) providerErrorf(id, format string, args ...any) error {
 }
 
 func (c *Classifier) buildProviders(srcs []*source) error {
-	var list []*provider
+	var list []*providerRules
 	index := map[string]int{}
 	for _, s := range srcs {
 		seen := map[string]bool{}
@@ -120,25 +122,23 @@ func (c *Classifier) buildProviders(srcs []*source) error {
 	}
 	// Admin providers are tried first, then in file order: destination providers before
 	// the blocklist operators their replies quote.
-	slices.SortStableFunc(c.providers, func(a, b *provider) int {
+	slices.SortStableFunc(c.providers, func(a, b *providerRules) int {
 		if a.admin != b.admin {
 			return boolOrder(a.admin, b.admin)
 		}
 		return a.seq - b.seq
 	})
 	// Suffixes: an admin's entry for a suffix wins, else the first in the table.
+	entries := make([]provider.Entry, 0, len(c.providers))
 	for _, p := range c.providers {
-		for _, suf := range p.suffixes {
-			if _, ok := c.bySuffix[suf]; !ok {
-				c.bySuffix[suf] = p.id
-			}
-		}
+		entries = append(entries, provider.Entry{ID: p.id, MXSuffixes: p.suffixes})
 	}
+	c.table = provider.NewTable(entries)
 	return nil
 }
 
-func (c *Classifier) compileProvider(spec providerSpec, s *source) (*provider, error) {
-	p := &provider{id: spec.ID, url: strings.TrimSpace(spec.URL), admin: s.admin}
+func (c *Classifier) compileProvider(spec providerSpec, s *source) (*providerRules, error) {
+	p := &providerRules{id: spec.ID, url: strings.TrimSpace(spec.URL), admin: s.admin}
 	if strings.TrimSpace(spec.ID) != spec.ID || strings.ContainsAny(spec.ID, " \t") {
 		return nil, s.providerErrorf(spec.ID, "id must not contain spaces")
 	}

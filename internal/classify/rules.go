@@ -13,13 +13,16 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/repute-mail/repute/internal/provider"
 )
 
 //go:embed rules.toml
 var embeddedRules string
 
-//go:embed providers.toml
-var embeddedProviders string
+// embeddedProviders is the provider table, which lives with the provider package (route
+// groups destinations by the same table).
+var embeddedProviders = provider.Embedded
 
 // tableFile is the schema shared by rules.toml, providers.toml and admin files: any of them
 // may hold [[rule]] and [[provider]] tables.
@@ -108,9 +111,8 @@ func Load(ruleFiles ...string) (*Classifier, error) {
 	}
 
 	c := &Classifier{
-		bySuffix: map[string]string{},
-		byID:     map[string]*provider{},
-		pats:     &patterns{ids: map[string]int32{}},
+		byID: map[string]*providerRules{},
+		pats: &patterns{ids: map[string]int32{}},
 	}
 	if err := c.buildProviders(srcs); err != nil {
 		return nil, err

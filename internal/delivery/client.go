@@ -15,6 +15,7 @@ import (
 	moxdns "github.com/mjl-/mox/dns"
 
 	"github.com/repute-mail/repute/internal/dns"
+	"github.com/repute-mail/repute/internal/route"
 )
 
 const (
@@ -75,23 +76,23 @@ type Client struct {
 var _ Deliverer = (*Client)(nil)
 
 // Deliver implements Deliverer: one Attempt per recipient of every message, reported
-// message by message.
-func (c *Client) Deliver(ctx context.Context, domain string, msgs []*Message, report func([]Attempt)) {
+// message by message, sent on rt from source.
+func (c *Client) Deliver(ctx context.Context, rt route.Route, source netip.Addr, msgs []*Message, report func([]Attempt)) {
 	if len(msgs) == 0 {
 		return
 	}
 	c.setup()
 	d := &delivery{c: c, start: c.now(), report: report}
 	if c.Relay != "" {
-		d.run(ctx, msgs, c.relayConnector())
+		d.run(ctx, msgs, c.relayConnector(source.Unmap()))
 		return
 	}
-	rt, fail := c.route(ctx, domain)
+	ds, fail := c.dest(ctx, rt, source)
 	if fail != nil {
 		d.fail(msgs, *fail)
 		return
 	}
-	d.run(ctx, msgs, rt.connect)
+	d.run(ctx, msgs, ds.connect)
 }
 
 func (c *Client) setup() {

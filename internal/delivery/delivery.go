@@ -4,13 +4,20 @@
 // destination. It reports every attempt as data (Attempt) and decides nothing about
 // retries: that is the scheduler's job, and judging what a reply means is classify's.
 //
+// The route (MX hosts, relay) is resolved by internal/route before delivery, and the
+// source address is chosen by the traffic shaper; delivery looks up only what a connection
+// needs: host addresses, the MTA-STS policy and TLSA records.
+//
 // Upstream: internal/scheduler calls Deliverer.Deliver. Downstream: the network, through
 // internal/dns for every lookup.
 package delivery
 
 import (
 	"context"
+	"net/netip"
 	"time"
+
+	"github.com/repute-mail/repute/internal/route"
 )
 
 // Recipient is one queue entry's recipient.
@@ -47,11 +54,13 @@ type Attempt struct {
 	TLSRPT      string // TLS-RPT result type for the attempt ("" when nothing to report)
 }
 
-// Deliverer delivers messages to one destination domain. It calls report once per message,
+// Deliverer delivers messages to one destination domain, on the route the scheduler
+// resolved and from the source address the shaper chose (the zero Addr: the Client's
+// SourceIPs in turn, or the kernel's choice). It calls report once per message,
 // as soon as that message's outcome is known, with one Attempt per recipient of it; so a
 // crash in the middle of a long batch repeats at most the messages in flight. report is
 // called from Deliver's goroutine, and Deliver returns once every message was reported. It
 // must return (with temporary failures) when ctx ends.
 type Deliverer interface {
-	Deliver(ctx context.Context, domain string, msgs []*Message, report func([]Attempt))
+	Deliver(ctx context.Context, rt route.Route, source netip.Addr, msgs []*Message, report func([]Attempt))
 }

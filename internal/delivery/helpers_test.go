@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/repute-mail/repute/internal/dns"
 	"github.com/repute-mail/repute/internal/dns/dnstest"
+	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/testcert"
 )
 
@@ -329,7 +331,12 @@ func check(t *testing.T, got []Attempt, wants []want) {
 func collect(ctx context.Context, d Deliverer, domain string, msgs []*Message) []Attempt {
 	var out []Attempt
 	reports := 0
-	d.Deliver(ctx, domain, msgs, func(as []Attempt) {
+	var r dns.Resolver
+	if c, ok := d.(*Client); ok {
+		r = c.Resolver
+	}
+	rt := (&route.Resolver{DNS: r}).Resolve(ctx, domain)
+	d.Deliver(ctx, rt, netip.Addr{}, msgs, func(as []Attempt) {
 		reports++
 		out = append(out, as...)
 	})

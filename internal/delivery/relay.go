@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 
@@ -23,9 +24,9 @@ var (
 // DANE; TLS per RelayTLS with the certificate verified against RootCAs for the relay's
 // name (or IP address), and AUTH PLAIN when RelayAuth is set. Every failure to reach the
 // relay is temporary: it is a local set-up matter, not the recipient's.
-func (c *Client) relayConnector() connector {
+func (c *Client) relayConnector(source netip.Addr) connector {
 	return func(ctx context.Context) (*session, *failure) {
-		s, f := c.connectRelay(ctx)
+		s, f := c.connectRelay(ctx, source)
 		if f != nil {
 			f.permanent = false
 		}
@@ -33,7 +34,7 @@ func (c *Client) relayConnector() connector {
 	}
 }
 
-func (c *Client) connectRelay(ctx context.Context) (*session, *failure) {
+func (c *Client) connectRelay(ctx context.Context, source netip.Addr) (*session, *failure) {
 	host, portStr, err := net.SplitHostPort(c.Relay)
 	port, perr := strconv.Atoi(portStr)
 	if err != nil || perr != nil || port <= 0 || port > 65535 {
@@ -63,8 +64,8 @@ func (c *Client) connectRelay(ctx context.Context) (*session, *failure) {
 		Auth:      c.relayAuth(),
 	}
 	f.text = fmt.Sprintf("relay %s: no usable address", host)
-	for _, ip := range c.usableIPs(ips) {
-		s, sf := c.openSession(ctx, ip, port, host, mode, true, moxdns.Domain{ASCII: host}, opts)
+	for _, ip := range c.usableIPs(ips, source) {
+		s, sf := c.openSession(ctx, source, ip, port, host, mode, true, moxdns.Domain{ASCII: host}, opts)
 		if s != nil {
 			if s.hop.tls != "" {
 				s.hop.verified = "pkix"

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/mjl-/mox/smtpclient"
 
 	"github.com/repute-mail/repute/internal/dns"
+	"github.com/repute-mail/repute/internal/route"
 )
 
 // host is one MX target; pref is -1 for the implicit MX (RFC 5321 §5.1).
@@ -22,8 +24,9 @@ type host struct {
 	pref int
 }
 
-// route is where mail for one domain goes, and under which TLS policy.
-type route struct {
+// dest is one route being delivered to: its hosts, its TLS policy and the source
+// address the scheduler chose.
+type dest struct {
 	c         *Client
 	domain    moxdns.Domain
 	hosts     []host // in the order to try
@@ -31,69 +34,55 @@ type route struct {
 	authentic bool           // the MX answer (or its denial) was DNSSEC-validated
 	sts       *mtasts.Policy // nil: no MTA-STS policy in force
 	stsReport string         // TLS-RPT result type when the policy could not be fetched
+	source    netip.Addr     // address to connect from; invalid: SourceIPs in turn, or the kernel's choice
 }
 
-// route resolves domain's MX hosts (RFC 5321 §5.1) and its MTA-STS policy. A failure is
-// permanent for an invalid domain or a null MX (RFC 7505), temporary for DNS trouble.
-func (c *Client) route(ctx context.Context, domain string) (*route, *failure) {
-	d, err := moxdns.ParseDomain(domain)
+// dest prepares delivery on a route the scheduler resolved: the hosts in order (equal
+// preferences at random, RFC 5321 §5.1) and the domain's MTA-STS policy.
+func (c *Client) dest(ctx context.Context, rt route.Route, source netip.Addr) (*dest, *failure) {
+	if rt.Fail != nil {
+		return nil, &failure{reply: reply{enhanced: rt.Fail.Enhanced, permanent: rt.Fail.Permanent, text: rt.Fail.Text}}
+	}
+	d, err := moxdns.ParseDomain(rt.Domain)
 	if err != nil {
 		return nil, &failure{reply: reply{enhanced: "5.1.2", permanent: true,
-			text: fmt.Sprintf("invalid destination domain %q: %v", domain, err)}, err: err}
+			text: fmt.Sprintf("invalid destination domain %q: %v", rt.Domain, err)}, err: err}
 	}
-	mxs, result, err := c.resolver.LookupMX(ctx, d.ASCII+".")
-	rt := &route{c: c, domain: d, authentic: result.Authentic}
-	switch {
-	case err != nil && len(mxs) == 0 && !dns.IsNotFound(err):
-		return nil, &failure{reply: reply{text: fmt.Sprintf("MX lookup for %s: %v", d.ASCII, err)}, err: err}
-	case len(mxs) == 0:
-		// No MX: the domain itself is the implicit MX. If it has no address either, the
-		// host lookup reports "no such domain".
-		rt.hosts = []host{{name: d, pref: -1}}
-	case len(mxs) == 1 && mxs[0].Host == ".":
-		return nil, &failure{reply: reply{enhanced: "5.1.10", permanent: true,
-			text: "domain does not accept mail (null MX)"}}
-	default:
-		rt.haveMX = true
-		rt.hosts = mxHosts(c.log, mxs)
-		if len(rt.hosts) == 0 {
-			return nil, &failure{reply: reply{enhanced: "5.1.2", permanent: true,
-				text: fmt.Sprintf("no valid MX host for %s", d.ASCII)}}
-		}
+	ds := &dest{c: c, domain: d, haveMX: !rt.Implicit, authentic: rt.Authentic, source: source.Unmap()}
+	ds.hosts = mxHosts(c.log, rt.MXHosts)
+	if len(ds.hosts) == 0 {
+		return nil, &failure{reply: reply{enhanced: "5.1.2", permanent: true, text: fmt.Sprintf("no valid MX host for %s", d.ASCII)}}
 	}
 	c.checkDNSSEC(ctx)
-	rt.sts, rt.stsReport = c.stsPolicy(ctx, d)
-	return rt, nil
+	ds.sts, ds.stsReport = c.stsPolicy(ctx, d)
+	return ds, nil
 }
 
-// mxHosts parses MX targets and orders them by preference, equal preferences at random
-// (RFC 5321 §5.1). Unparsable targets and "." among real hosts are skipped.
-func mxHosts(log *slog.Logger, mxs []*net.MX) []host {
+// mxHosts parses the route's hosts and shuffles those of equal preference (RFC 5321
+// §5.1), keeping the order of preferences. Unparsable names are skipped.
+func mxHosts(log *slog.Logger, mxs []route.MXHost) []host {
 	var hosts []host
 	for _, mx := range mxs {
-		if mx.Host == "." {
-			continue
-		}
-		name, err := moxdns.ParseDomainLax(strings.TrimSuffix(mx.Host, "."))
+		name, err := moxdns.ParseDomainLax(mx.Name)
 		if err != nil {
-			log.Info("skipping invalid mx host", slog.String("host", mx.Host), slog.Any("err", err))
+			log.Info("skipping invalid mx host", slog.String("host", mx.Name), slog.Any("err", err))
 			continue
 		}
-		hosts = append(hosts, host{name: name, pref: int(mx.Pref)})
+		hosts = append(hosts, host{name: name, pref: mx.Pref})
 	}
 	rand.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
 	slices.SortStableFunc(hosts, func(a, b host) int { return a.pref - b.pref })
 	return hosts
 }
 
-func (rt *route) enforce() bool {
+func (rt *dest) enforce() bool {
 	return rt.sts != nil && rt.sts.Mode == mtasts.ModeEnforce
 }
 
 // connect tries the hosts in order until one greets and completes EHLO (and TLS as the
 // policy demands). A refused connection, a 4xx/5xx greeting or a failed TLS handshake
 // moves on; hosts an enforced MTA-STS policy does not list are not contacted at all.
-func (rt *route) connect(ctx context.Context) (*session, *failure) {
+func (rt *dest) connect(ctx context.Context) (*session, *failure) {
 	var skipped []string
 	var last *failure
 	for _, h := range rt.hosts {
@@ -133,7 +122,7 @@ func policyMX(p *mtasts.Policy) string {
 }
 
 // connectHost tries each address of h. final means no other host is worth trying.
-func (rt *route) connectHost(ctx context.Context, h host) (s *session, f *failure, final bool) {
+func (rt *dest) connectHost(ctx context.Context, h host) (s *session, f *failure, final bool) {
 	c := rt.c
 	hostAuthentic, expandedAuthentic, expanded, ips, _, err := smtpclient.GatherIPs(ctx, c.log, c.resolver, "ip",
 		moxdns.IPDomain{Domain: h.name}, map[string][]net.IP{})
@@ -149,7 +138,7 @@ func (rt *route) connectHost(ctx context.Context, h host) (s *session, f *failur
 	if f != nil {
 		return nil, f, false
 	}
-	ips = c.usableIPs(ips)
+	ips = c.usableIPs(ips, rt.source)
 	if len(ips) == 0 {
 		return nil, &failure{hop: hop{mx: h.name.ASCII}, reply: reply{
 			text: fmt.Sprintf("no address of %s has a matching source address family", h.name.ASCII)}}, false

@@ -2,7 +2,10 @@ package delivery
 
 import (
 	"context"
+	"net/netip"
 	"strings"
+
+	"github.com/repute-mail/repute/internal/route"
 )
 
 // Router sends each destination domain through the Deliverer of its route (a relay for
@@ -14,10 +17,10 @@ type Router struct {
 }
 
 // Deliver implements Deliverer.
-func (r Router) Deliver(ctx context.Context, domain string, msgs []*Message, report func([]Attempt)) {
-	if d, ok := r.Routes[strings.ToLower(domain)]; ok {
-		d.Deliver(ctx, domain, msgs, report)
+func (r Router) Deliver(ctx context.Context, rt route.Route, source netip.Addr, msgs []*Message, report func([]Attempt)) {
+	if d, ok := r.Routes[strings.ToLower(rt.Domain)]; ok {
+		d.Deliver(ctx, rt, source, msgs, report)
 		return
 	}
-	r.Default.Deliver(ctx, domain, msgs, report)
+	r.Default.Deliver(ctx, rt, source, msgs, report)
 }

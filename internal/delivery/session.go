@@ -41,11 +41,11 @@ func (s *session) atMailLimit() bool {
 
 // openSession connects to ip:port and runs greeting, EHLO, STARTTLS (per mode) and AUTH
 // (per opts). mx names the host in attempts and remote is the name for TLS.
-func (c *Client) openSession(ctx context.Context, ip net.IP, port int, mx string, mode smtpclient.TLSMode,
+func (c *Client) openSession(ctx context.Context, source netip.Addr, ip net.IP, port int, mx string, mode smtpclient.TLSMode,
 	verifyPKIX bool, remote moxdns.Domain, opts smtpclient.Opts) (*session, *failure) {
 	h := hop{mx: mx, ip: ip.String()}
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
-	conn, err := c.dial(ctx, ip, addr)
+	conn, err := c.dial(ctx, source, ip, addr)
 	if err != nil {
 		return nil, &failure{hop: h, reply: reply{text: fmt.Sprintf("connect to %s: %v", addr, err)}, err: err}
 	}
@@ -69,8 +69,12 @@ func (c *Client) openSession(ctx context.Context, ip net.IP, port int, mx string
 	return &session{client: client, conn: dc, hop: h, stop: stop}, nil
 }
 
-func (c *Client) dial(ctx context.Context, ip net.IP, addr string) (net.Conn, error) {
-	source := c.sourceFor(ip)
+// dial connects from source, or when it is not valid from the next configured source of
+// ip's family.
+func (c *Client) dial(ctx context.Context, source netip.Addr, ip net.IP, addr string) (net.Conn, error) {
+	if !source.IsValid() {
+		source = c.sourceFor(ip)
+	}
 	if c.Dial != nil {
 		return c.Dial(ctx, "tcp", addr, source)
 	}
@@ -102,14 +106,19 @@ func (c *Client) sourceFor(ip net.IP) netip.Addr {
 
 // usableIPs orders a host's addresses IPv4 first (the family every sender can reach and
 // the one receivers judge more leniently) and drops the families no source address can
-// reach: with SourceIPs set, an IPv6 destination needs an IPv6 source and vice versa.
-func (c *Client) usableIPs(ips []net.IP) []net.IP {
+// reach: the source the scheduler chose, else SourceIPs; an IPv6 destination needs an
+// IPv6 source and vice versa.
+func (c *Client) usableIPs(ips []net.IP, source netip.Addr) []net.IP {
+	sources := c.SourceIPs
+	if source.IsValid() {
+		sources = []netip.Addr{source}
+	}
 	var have4, have6 bool
-	for _, a := range c.SourceIPs {
+	for _, a := range sources {
 		have4 = have4 || a.Unmap().Is4()
 		have6 = have6 || !a.Unmap().Is4()
 	}
-	all := len(c.SourceIPs) == 0
+	all := len(sources) == 0
 	var v4, v6 []net.IP
 	for _, ip := range ips {
 		if ip.To4() != nil {

@@ -34,7 +34,7 @@ type tlsPlan struct {
 // TLSA records are all DNSSEC-authentic; it takes precedence over MTA-STS (RFC 8461 §2).
 // An enforced MTA-STS policy requires PKIX-valid TLS. Otherwise TLS is opportunistic and
 // unverified.
-func (rt *route) plan(ctx context.Context, h host, hostAuthentic, expandedAuthentic bool, expanded moxdns.Domain) (tlsPlan, *failure) {
+func (rt *dest) plan(ctx context.Context, h host, hostAuthentic, expandedAuthentic bool, expanded moxdns.Domain) (tlsPlan, *failure) {
 	p := tlsPlan{mode: smtpclient.TLSOpportunistic}
 	p.secureName = rt.sts != nil && rt.sts.Matches(h.name) || rt.authentic && hostAuthentic
 	if rt.authentic && hostAuthentic {
@@ -64,7 +64,7 @@ func (rt *route) plan(ctx context.Context, h host, hostAuthentic, expandedAuthen
 // first when that answer was authentic (RFC 7672 §2.2.2), and fills p. found reports
 // whether authentic TLSA records exist (DANE is then mandatory); a failed lookup is an
 // error, because it may hide records (RFC 7672 §2.2).
-func (rt *route) dane(ctx context.Context, p *tlsPlan, h host, expandedAuthentic bool, expanded moxdns.Domain) (found bool, err error) {
+func (rt *dest) dane(ctx context.Context, p *tlsPlan, h host, expandedAuthentic bool, expanded moxdns.Domain) (found bool, err error) {
 	base := h.name
 	var recs []adns.TLSA
 	if expanded != h.name && expandedAuthentic {
@@ -135,7 +135,7 @@ func usableTLSA(recs []adns.TLSA) []adns.TLSA {
 // connectIP opens a session to one address of h per plan. When opportunistic STARTTLS
 // fails, it reconnects without TLS. nextHost reports a reply from the server (a refusing
 // greeting or EHLO), after which its other addresses are not tried.
-func (rt *route) connectIP(ctx context.Context, h host, ip net.IP, p tlsPlan) (*session, *failure, bool) {
+func (rt *dest) connectIP(ctx context.Context, h host, ip net.IP, p tlsPlan) (*session, *failure, bool) {
 	c := rt.c
 	var domainResult, hostResult tlsrpt.Result
 	var verified adns.TLSA
@@ -147,7 +147,7 @@ func (rt *route) connectIP(ctx context.Context, h host, ip net.IP, p tlsPlan) (*
 		remote = p.daneNames[0]
 		opts.DANEMoreHostnames = p.daneNames[1:]
 	}
-	s, f := c.openSession(ctx, ip, c.port(), h.name.ASCII, p.mode, p.verifyPKIX, remote, opts)
+	s, f := c.openSession(ctx, rt.source, ip, c.port(), h.name.ASCII, p.mode, p.verifyPKIX, remote, opts)
 	if s != nil {
 		rt.finish(s, h, p, verified.CertAssoc != nil, domainResult, hostResult)
 		return s, nil, false
@@ -166,7 +166,7 @@ func (rt *route) connectIP(ctx context.Context, h host, ip net.IP, p tlsPlan) (*
 	}
 	c.log.Info("starttls failed, retrying without tls", slog.String("mx", h.name.ASCII),
 		slog.String("ip", ip.String()), slog.Any("err", f.err))
-	s, f = c.openSession(ctx, ip, c.port(), h.name.ASCII, smtpclient.TLSSkip, false, remote, smtpclient.Opts{})
+	s, f = c.openSession(ctx, rt.source, ip, c.port(), h.name.ASCII, smtpclient.TLSSkip, false, remote, smtpclient.Opts{})
 	if s == nil {
 		return nil, f, f.code != 0
 	}
@@ -175,7 +175,7 @@ func (rt *route) connectIP(ctx context.Context, h host, ip net.IP, p tlsPlan) (*
 }
 
 // finish records how the session's TLS was verified and what TLS-RPT should hear.
-func (rt *route) finish(s *session, h host, p tlsPlan, daneVerified bool, domainResult, hostResult tlsrpt.Result) {
+func (rt *dest) finish(s *session, h host, p tlsPlan, daneVerified bool, domainResult, hostResult tlsrpt.Result) {
 	switch {
 	case s.hop.tls == "":
 	case daneVerified:
@@ -198,7 +198,7 @@ func (rt *route) finish(s *session, h host, p tlsPlan, daneVerified bool, domain
 
 // tlsrptResult is the first TLS failure recorded for the policy in force: DANE for the
 // host, else MTA-STS for the domain, else a failed policy fetch.
-func (rt *route) tlsrptResult(p tlsPlan, domainResult, hostResult tlsrpt.Result) string {
+func (rt *dest) tlsrptResult(p tlsPlan, domainResult, hostResult tlsrpt.Result) string {
 	switch {
 	case p.why == "DANE":
 		return firstFailure(hostResult)
@@ -216,7 +216,7 @@ func firstFailure(r tlsrpt.Result) string {
 }
 
 // pkixValid checks the session's certificate against the PKIX roots for name.
-func (rt *route) pkixValid(s *session, name moxdns.Domain) bool {
+func (rt *dest) pkixValid(s *session, name moxdns.Domain) bool {
 	cs := s.client.TLSConnectionState()
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return false

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"github.com/repute-mail/repute/internal/route"
+
 	"context"
 	"errors"
 	"net"
@@ -100,7 +102,7 @@ func TestUsableIPs(t *testing.T) {
 			c.SourceIPs = append(c.SourceIPs, netip.MustParseAddr(s))
 		}
 		var got []string
-		for _, ip := range c.usableIPs(ips) {
+		for _, ip := range c.usableIPs(ips, netip.Addr{}) {
 			got = append(got, ip.String())
 		}
 		if s := strings.Join(got, " "); s != tc.want {
@@ -145,8 +147,8 @@ func TestUsableTLSA(t *testing.T) {
 }
 
 func TestMXHostsOrder(t *testing.T) {
-	mxs := []*net.MX{{Host: "c.test.", Pref: 20}, {Host: "a.test.", Pref: 10}, {Host: "b.test.", Pref: 10},
-		{Host: "bad_host!.test.", Pref: 5}, {Host: ".", Pref: 0}}
+	mxs := []route.MXHost{{Name: "c.test", Pref: 20}, {Name: "a.test", Pref: 10}, {Name: "b.test", Pref: 10},
+		{Name: "bad_host!.test", Pref: 5}}
 	seen := map[string]bool{}
 	for range 50 {
 		hosts := mxHosts(testLogger(), mxs)

@@ -23,15 +23,17 @@ import (
 
 // Event kinds.
 const (
-	Received   = "received"
-	Queued     = "queued"
-	Delivered  = "delivered"
-	Deferred   = "deferred"
-	Bounced    = "bounced"
-	Suppressed = "suppressed"
-	Throttled  = "throttled"
-	Paused     = "paused"
-	Resumed    = "resumed"
+	Received     = "received"
+	Queued       = "queued"
+	Delivered    = "delivered"
+	Deferred     = "deferred"
+	Bounced      = "bounced"
+	Suppressed   = "suppressed"
+	Throttled    = "throttled"
+	Paused       = "paused"
+	Resumed      = "resumed"
+	Complained   = "complained"
+	Unsubscribed = "unsubscribed"
 )
 
 // Event is one line of the mail-event log. Field names are a contract.

@@ -11,25 +11,23 @@ import (
 	"github.com/repute-mail/repute/internal/delivery"
 	"github.com/repute-mail/repute/internal/dsn"
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/outcome"
+	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 )
 
 // record applies attempts reported for entries of batch b: delivered entries leave the
 // queue, temporary failures wait, permanent ones (and expired entries) bounce with a notice.
-// reported collects the entries seen so far.
+// Each failed attempt's reply is classified once; the outcomes are published once the
+// store holds them. reported collects the entries seen so far.
 func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[int64]bool) {
 	// Recording must not be cut short by shutdown: use a context of its own.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	now := s.Now()
 	var outs []store.Outcome
-	var counts []store.OutcomeCount // best effort: a failure to count is logged, never holds up the queue
-	tally := func(e store.QueueEntry, a delivery.Attempt, c classify.Result, kind string) {
-		if oc, ok := s.counted(e, a, c, kind, now); ok {
-			counts = append(counts, oc)
-		}
-	}
+	var events []outcome.Event
 	bounces := map[string][]failure{} // by msg id
 	warns := map[string][]failure{}
 	for _, a := range attempts {
@@ -40,20 +38,17 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		reported[a.QueueID] = true
 		id := a.QueueID
 		delivered := a.Code >= 200 && a.Code < 300
-		var c classify.Result // read once per failed attempt: events, counts, suppression
+		var c classify.Result // read once per failed attempt
 		if !delivered {
-			c = s.classify(a)
+			c = s.Outcomes.Classify(a.Code, a.Enhanced, a.Text, a.MX)
 		}
 		switch {
 		case delivered:
 			outs = append(outs, store.Outcome{ID: id, Delivered: true})
-			s.event(obs.Delivered, e, a, c, now)
-			tally(e, a, c, store.CountDelivered)
+			events = append(events, s.event(obs.Delivered, b.rt, e, a, c, now))
 		case a.Permanent && !c.Temporary:
 			// A 5xx that says it is temporary (greylisting behind a 5xx code, say) is
 			// retried like a 4xx: the classifier knows what the sender should do.
-			tally(e, a, c, store.CountBounced)
-			s.suppressFailed(ctx, e, a, c, now)
 			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, c, "failed"})
 		default:
 			next, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, a.RetryAfter, s.Jitter())
@@ -62,55 +57,40 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 				if a.Enhanced == "" || a.Enhanced[0] != '5' {
 					a.Enhanced = "4.4.7" // RFC 3463: delivery time expired
 				}
+				if c.Action == classify.ActionSuppressRecipient {
+					c.Action = classify.ActionBounce // a temporary reply never suppresses
+				}
 				bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, c, "failed"})
-				tally(e, a, c, store.CountBounced)
 				continue
 			}
-			tally(e, a, c, store.CountDeferred)
 			outs = append(outs, store.Outcome{ID: id, NextAttempt: next, Code: a.Code, Text: attemptText(a), MX: a.MX})
-			s.event(obs.Deferred, e, a, c, now)
+			events = append(events, s.event(obs.Deferred, b.rt, e, a, c, now))
 			if s.Policy.ShouldWarn(now, time.Unix(e.Created, 0), e.Warned) {
 				a.Text = attemptText(a)
 				warns[e.MsgID] = append(warns[e.MsgID], failure{e, a, c, "delayed"})
 			}
 		}
 	}
-	if err := s.DB.CountOutcomes(ctx, counts); err != nil {
-		s.Logger.Warn("queue: counting outcomes failed", "err", err)
-	}
 	if len(outs) > 0 {
 		if err := s.DB.QueueRecord(ctx, now, outs); err != nil {
 			s.Logger.Error("queue: recording delivery outcomes failed; they will be retried", "err", err)
+			events = nil
 		}
 	}
+	s.publish(ctx, events)
 	for _, fs := range bounces {
-		s.bounce(ctx, fs, now)
+		s.bounce(ctx, b.rt, fs, now)
 	}
 	for _, fs := range warns {
 		s.warn(ctx, fs, now)
 	}
 }
 
-// counted returns an attempt's contribution to the hourly outcome counters behind the
-// bounce rates (per sending domain and provider), or false for the null sender's mail.
-func (s *Scheduler) counted(e store.QueueEntry, a delivery.Attempt, c classify.Result, kind string, now time.Time) (store.OutcomeCount, bool) {
-	domain := senderDomain(e.From)
-	if domain == "" {
-		return store.OutcomeCount{}, false
+// publish hands outcomes to the recorder's subscribers (event log, counts, suppression).
+func (s *Scheduler) publish(ctx context.Context, events []outcome.Event) {
+	if err := s.Outcomes.Record(ctx, events...); err != nil {
+		s.Logger.Error("queue: recording outcomes failed", "err", err)
 	}
-	return store.OutcomeCount{Time: now, SenderDomain: domain, Provider: s.provider(a, e.Domain),
-		Kind: kind, Category: c.Category}, true
-}
-
-// provider names the destination for the rates: the provider of the MX host, or the
-// recipient domain when the provider is not known.
-func (s *Scheduler) provider(a delivery.Attempt, rcptDomain string) string {
-	if s.Classifier != nil {
-		if p := s.Classifier.Provider(a.MX); p != "" {
-			return p
-		}
-	}
-	return rcptDomain
 }
 
 // failure is one recipient of a message that could not be delivered (yet).
@@ -128,48 +108,20 @@ func attemptText(a delivery.Attempt) string {
 	return a.Text
 }
 
-func (s *Scheduler) event(kind string, e store.QueueEntry, a delivery.Attempt, c classify.Result, now time.Time) {
-	s.Events.Emit(obs.Event{Time: now, Event: kind, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt,
-		Provider: c.Provider, Category: c.Category,
-		SourceIP: a.SourceIP, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text,
-		DelayS: now.Sub(time.Unix(e.Created, 0)).Seconds(), Size: e.Size, IP: a.IP, TLS: a.TLS,
-		TLSVerified: a.TLSVerified, DurationS: a.Duration.Seconds(), Attempt: e.Attempts + 1, TLSRPT: a.TLSRPT})
+// event describes an attempt for the outcome subscribers. Its provider is the route's
+// (the destination's), or the one the reply names when the route's is unknown.
+func (s *Scheduler) event(kind string, rt route.Route, e store.QueueEntry, a delivery.Attempt, c classify.Result, now time.Time) outcome.Event {
+	ev := outcome.Event{SenderDomain: senderDomain(e.From), Source: "delivery", Detail: attemptText(a),
+		Event: obs.Event{Time: now, Event: kind, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt, Provider: rt.Provider,
+			SourceIP: a.SourceIP, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text,
+			DelayS: now.Sub(time.Unix(e.Created, 0)).Seconds(), Size: e.Size, IP: a.IP, TLS: a.TLS,
+			TLSVerified: a.TLSVerified, DurationS: a.Duration.Seconds(), Attempt: e.Attempts + 1, TLSRPT: a.TLSRPT}}
+	ev = outcome.With(ev, c)
 	if kind != obs.Delivered {
 		s.Logger.Info("queue: "+kind, "msg_id", e.MsgID, "rcpt", e.Rcpt, "mx", a.MX, "code", a.Code,
-			"enhanced", a.Enhanced, "text", a.Text, "attempts", e.Attempts+1, "category", c.Category, "provider", c.Provider)
+			"enhanced", a.Enhanced, "text", a.Text, "attempts", e.Attempts+1, "category", c.Category, "provider", ev.Provider)
 	}
-}
-
-// classify reads an attempt's reply (zero Result without a Classifier).
-func (s *Scheduler) classify(a delivery.Attempt) classify.Result {
-	if s.Classifier == nil {
-		return classify.Result{}
-	}
-	return s.Classifier.ClassifyFrom(attemptText(a), a.MX)
-}
-
-// suppressFailed adds the recipient of a permanent failure to its sending domain's
-// suppression list when the reply says the recipient is gone (bad or inactive mailbox,
-// bad domain: the classifier's action suppress_recipient). Mailing it again could only
-// hurt the domain's reputation.
-func (s *Scheduler) suppressFailed(ctx context.Context, e store.QueueEntry, a delivery.Attempt, c classify.Result, now time.Time) {
-	domain := senderDomain(e.From)
-	if c.Action != classify.ActionSuppressRecipient || domain == "" {
-		return
-	}
-	// An entry that exists keeps its first cause (perhaps this very attempt was refused
-	// because of it).
-	added, err := s.DB.SuppressNew(ctx, store.Suppression{SenderDomain: domain, Address: e.Rcpt, Reason: c.Category,
-		Source: "delivery", Detail: attemptText(a), MsgID: e.MsgID, Created: now})
-	if err != nil {
-		s.Logger.Error("queue: cannot suppress a failed recipient", "rcpt", e.Rcpt, "err", err)
-		return
-	}
-	if added {
-		s.Events.Emit(obs.Event{Time: now, Event: obs.Suppressed, MsgID: e.MsgID, From: e.From, Rcpt: e.Rcpt,
-			Provider: c.Provider, Category: c.Category, MX: a.MX, Code: a.Code, EnhancedCode: a.Enhanced, Text: a.Text})
-		s.Logger.Info("queue: recipient suppressed", "rcpt", e.Rcpt, "sender_domain", domain, "category", c.Category)
-	}
+	return ev
 }
 
 // checkSuppressed refuses, before any connection, a queued entry whose recipient its
@@ -200,17 +152,22 @@ func senderDomain(from string) string {
 // bounce removes failed entries of one message and returns a notice to its sender, in one
 // transaction. No notice goes to the null sender (RFC 5321 §6.1 / RFC 3464: notices about
 // notices would loop).
-func (s *Scheduler) bounce(ctx context.Context, fs []failure, now time.Time) {
+func (s *Scheduler) bounce(ctx context.Context, rt route.Route, fs []failure, now time.Time) {
 	ids := make([]int64, len(fs))
+	events := make([]outcome.Event, len(fs))
 	for i, f := range fs {
 		ids[i] = f.e.ID
-		s.event(obs.Bounced, f.e, f.a, f.c, now)
+		events[i] = s.event(obs.Bounced, rt, f.e, f.a, f.c, now)
 	}
 	notice, err := s.notice(ctx, fs, now, time.Time{})
 	if err != nil {
 		s.Logger.Error("queue: cannot compose the failure notice; the entries stay queued", "msg_id", fs[0].e.MsgID, "err", err)
 		return
 	}
+	// Published before the entries leave: a suppression must be in place before the
+	// sender reads the notice, and if removing the entries fails they are tried again,
+	// find the recipient suppressed and bounce then.
+	s.publish(ctx, events)
 	stored, err := s.DB.QueueBounce(ctx, ids, notice)
 	if err != nil {
 		s.Logger.Error("queue: recording a bounce failed; the entries stay queued", "msg_id", fs[0].e.MsgID, "err", err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/outcome"
+	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/store"
 )
 
@@ -28,7 +31,8 @@ type scripted struct {
 	seen    func(*delivery.Message) // if set, shown every message offered
 }
 
-func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.Message, report func([]delivery.Attempt)) {
+func (d *scripted) Deliver(ctx context.Context, rt route.Route, _ netip.Addr, msgs []*delivery.Message, report func([]delivery.Attempt)) {
+	domain := rt.Domain
 	d.calls.Add(1)
 	n := d.active.Add(1)
 	defer d.active.Add(-1)
@@ -60,6 +64,7 @@ func (d *scripted) Deliver(ctx context.Context, domain string, msgs []*delivery.
 
 type fixture struct {
 	db    *store.DB
+	rec   *outcome.Recorder
 	alice store.User
 	now   time.Time
 	mu    sync.Mutex
@@ -79,7 +84,12 @@ func newFixture(t *testing.T, d delivery.Deliverer) *fixture {
 	if f.alice, err = db.AddUser(ctx, "alice@a.test", "pw"); err != nil {
 		t.Fatal(err)
 	}
-	f.sched = &Scheduler{DB: db, Deliverer: d, Hostname: "mx.a.test", Logger: slog.New(slog.DiscardHandler),
+	log := slog.New(slog.DiscardHandler)
+	bus := &outcome.Bus{}
+	bus.Subscribe(outcome.Counts(db, log))
+	bus.Subscribe(outcome.Suppressions(db, bus, log))
+	f.rec = &outcome.Recorder{Bus: bus}
+	f.sched = &Scheduler{DB: db, Deliverer: d, Hostname: "mx.a.test", Logger: log, Outcomes: f.rec,
 		Policy:      Policy{RetryMin: time.Minute, RetryMax: time.Hour, MaxAge: 24 * time.Hour, DelayWarning: 4 * time.Hour},
 		Concurrency: 4, PerDomain: 2, BatchSize: 3, ScanInterval: 50 * time.Millisecond,
 		Now: func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }, Jitter: func() float64 { return 0.5 }}

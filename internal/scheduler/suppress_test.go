@@ -33,7 +33,7 @@ func TestSuppression(t *testing.T) {
 	}}
 	f := newFixture(t, d)
 	key := []byte("k")
-	f.sched.Classifier = classify.Default()
+	f.rec.Classifier = classify.Default()
 	f.sched.EnvelopeFrom = func(from, id string) string { return verp.Encode(key, from, id) }
 	f.run(t)
 	ctx := context.Background()
@@ -77,7 +77,7 @@ func TestTemporaryFiveHundred(t *testing.T) {
 		"grey.test": {Code: 550, Enhanced: "5.7.1", Text: "Greylisted, please try again in 5 minutes", Permanent: true, MX: "mx.grey.test"},
 	})}
 	f := newFixture(t, d)
-	f.sched.Classifier = classify.Default()
+	f.rec.Classifier = classify.Default()
 	f.run(t)
 	f.queue(t, "alice@a.test", "u@grey.test")
 	waitFor(t, "the first attempt", func() bool {

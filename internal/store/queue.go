@@ -82,48 +82,62 @@ func (db *DB) QueueGet(ctx context.Context, id int64) (QueueEntry, error) {
 	return es[0], nil
 }
 
-// QueueDue returns up to limit queued (not held, not leased) entries whose next attempt is
-// due at now, soonest first, leaving out the domains in exclude (destinations that cannot
-// take more connections now, so that they do not crowd out the others). Size is not
-// filled in.
-func (db *DB) QueueDue(ctx context.Context, now time.Time, limit int, exclude []string) ([]QueueEntry, error) {
-	q := `SELECT ` + strings.Replace(queueColumns, "b.size", "0", 1) + ` FROM queue q
-		WHERE q.state = 'queued' AND q.next_attempt <= ?`
-	args := []any{now.Unix()}
-	if len(exclude) > 0 {
-		q += ` AND q.domain NOT IN (?` + strings.Repeat(",?", len(exclude)-1) + `)`
-		for _, d := range exclude {
-			args = append(args, d)
+// QueueClaim leases up to limit queued (not held, not leased) entries whose next attempt
+// is due at now to node until now+lease, soonest first, and returns them, in one
+// statement: two nodes (or two claimers of one node) never receive the same entry. A
+// leased entry's next attempt moves to the lease's end, so that the due index (state,
+// next_attempt) serves the claim directly however long the queue is, and a lease that is
+// never ended (its node died) expires by itself. Recording an outcome or QueueRequeue
+// ends the lease. Size is not filled in.
+func (db *DB) QueueClaim(ctx context.Context, node string, now time.Time, limit int, lease time.Duration) ([]QueueEntry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	until := now.Add(lease).Unix()
+	var out []QueueEntry
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE queue SET lease = ?1, lease_node = ?2, next_attempt = ?1
+			WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND next_attempt <= ?3
+				ORDER BY next_attempt, id LIMIT ?4)
+			RETURNING `+claimColumns, until, node, now.Unix(), limit)
+		if err != nil {
+			return err
 		}
-	}
-	rows, err := db.rdb.QueryContext(ctx, q+` ORDER BY q.next_attempt, q.id LIMIT ?`, append(args, limit)...)
+		out, err = scanQueue(rows)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("due queue entries: %w", err)
+		return nil, fmt.Errorf("claim due queue entries: %w", err)
 	}
-	return scanQueue(rows)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }
 
-// QueueLease marks entries as being delivered until until: their next attempt moves to the
-// lease's end, so QueueDue skips them, and a lease that is never released (the process
-// died) simply expires. Recording an outcome ends the lease.
-func (db *DB) QueueLease(ctx context.Context, ids []int64, until time.Time) error {
+// claimColumns are queueColumns as RETURNING can name them (no join: Size is 0).
+var claimColumns = strings.NewReplacer("q.", "", "b.size", "0").Replace(queueColumns)
+
+// QueueRequeue ends the leases of entries that were claimed but not attempted (the
+// traffic shaper held them back, or the node is shutting down) and makes them due at
+// next. It is not an attempt: the attempt count and last error stay as they were.
+func (db *DB) QueueRequeue(ctx context.Context, ids []int64, next time.Time) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
-		st := db.wstmt(tx, qQueueLease)
+		st := db.wstmt(tx, qQueueRequeue)
 		for _, id := range ids {
-			if _, err := st.Exec(until.Unix(), id); err != nil {
-				return fmt.Errorf("lease queue entry %d: %w", id, err)
+			if _, err := st.Exec(next.Unix(), id); err != nil {
+				return fmt.Errorf("requeue queue entry %d: %w", id, err)
 			}
 		}
 		return nil
 	})
 }
 
-// QueueClearLeases makes every leased entry due now: on start-up of the only process that
-// delivers this queue, nothing is being delivered, and what was in flight when the last
-// process stopped is tried again at once.
-func (db *DB) QueueClearLeases(ctx context.Context) error {
+// QueueClearLeases makes node's leased entries due now. On start-up nothing of this
+// node's is being delivered, and what was in flight when it last stopped is tried again
+// at once; other nodes' leases are theirs to end (or to expire).
+func (db *DB) QueueClearLeases(ctx context.Context, node string) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE queue SET lease = 0, next_attempt = MIN(next_attempt, ?) WHERE lease != 0`, db.now().Unix())
+		_, err := tx.Exec(`UPDATE queue SET lease = 0, lease_node = '', next_attempt = MIN(next_attempt, ?)
+			WHERE lease != 0 AND lease_node = ?`, db.now().Unix(), node)
 		return err
 	})
 }

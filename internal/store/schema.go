@@ -196,6 +196,11 @@ CREATE TABLE secrets (
 	created INTEGER NOT NULL
 );
 `,
+	// 3: queue leases name the node that holds them, so that several nodes can share one
+	// queue and a node's start-up clears only its own leases.
+	`
+ALTER TABLE queue ADD COLUMN lease_node TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -24,9 +24,9 @@ const (
 	qMailboxNamed = `SELECT id FROM mailboxes WHERE user_id = ? AND name = ?`
 	qQueueDelete  = `DELETE FROM queue WHERE id = ?`
 	qQueueDefer   = `UPDATE queue SET attempts = attempts + 1, last_attempt = ?, next_attempt = ?, lease = 0,
-		last_code = ?, last_error = ?, last_mx = ? WHERE id = ?`
-	qQueueLease  = `UPDATE queue SET lease = ?1, next_attempt = ?1 WHERE id = ?2`
-	qInsertQueue = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt, requiretls)
+		lease_node = '', last_code = ?, last_error = ?, last_mx = ? WHERE id = ?`
+	qQueueRequeue = `UPDATE queue SET lease = 0, lease_node = '', next_attempt = ?1 WHERE id = ?2`
+	qInsertQueue  = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt, requiretls)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	qGeneration = `SELECT accounts FROM generation WHERE id = 1`
@@ -35,7 +35,7 @@ const (
 
 var (
 	writeQueries = []string{qSavepoint, qRelease, qRollbackTo, qInsertBlob, qNextUID, qInsertMsg, qMailboxNamed, qInsertQueue,
-		qQueueDelete, qQueueDefer, qQueueLease}
+		qQueueDelete, qQueueDefer, qQueueRequeue}
 	readQueries = []string{qGeneration, qLogin}
 )
 

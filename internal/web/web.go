@@ -4,8 +4,11 @@
 // visiting it) only shows a page with a button that sends that POST: mail filters fetch
 // links in messages, and they must not unsubscribe anyone by doing so.
 //
-// Upstream: internal/app (listen.http and listen.https). Downstream: internal/store,
-// internal/unsubscribe, internal/obs.
+// It only reads the store: an unsubscribe is an outcome, recorded through
+// internal/outcome like a bounce or a complaint.
+//
+// Upstream: internal/app (listen.http and listen.https). Downstream: internal/outcome,
+// internal/unsubscribe; internal/store for reading.
 package web
 
 import (
@@ -17,16 +20,22 @@ import (
 	"time"
 
 	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/unsubscribe"
 )
 
 // Server holds what the handlers need.
 type Server struct {
-	DB             *store.DB
+	DB             Store
 	UnsubscribeKey []byte
-	Events         *obs.EventLog
+	Outcomes       *outcome.Recorder // records unsubscribes (suppression, counts, event log)
 	Logger         *slog.Logger
+}
+
+// Store is what the handlers read; every change goes through Outcomes.
+type Store interface {
+	Suppressed(ctx context.Context, senderDomain, address string) (*store.Suppression, error)
 }
 
 // maxBody bounds a request body; the one-click POST is 26 bytes.
@@ -79,20 +88,18 @@ func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	r.ParseForm() // RFC 8058 §3.2: the body is "List-Unsubscribe=One-Click"; any POST counts
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	added, err := s.DB.Suppress(ctx, store.Suppression{SenderDomain: domain, Address: rcpt, Reason: "unsubscribe",
-		Source: "unsubscribe", Detail: "one-click unsubscribe from " + clientOf(r)})
+	// A second click is not a second unsubscribe.
+	prev, err := s.DB.Suppressed(ctx, domain, rcpt)
+	if err == nil && (prev == nil || prev.Reason != "unsubscribe") {
+		err = s.Outcomes.Record(ctx, outcome.Event{SenderDomain: domain, Source: "unsubscribe",
+			Detail: "one-click unsubscribe from " + clientOf(r), Event: obs.Event{Time: time.Now(), Event: obs.Unsubscribed,
+				Rcpt: rcpt, Text: "unsubscribe via one-click link, for " + domain}})
+	}
 	if err != nil {
 		s.Logger.Error("web: unsubscribe failed", "rcpt", rcpt, "sender_domain", domain, "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		page.Execute(w, pageData{Title: "Please try again", Text: "The unsubscribe could not be recorded just now. Please try again in a few minutes."})
 		return
-	}
-	if added { // a second click is not a second unsubscribe
-		if err := s.DB.CountOutcomes(ctx, []store.OutcomeCount{{Time: time.Now(), SenderDomain: domain,
-			Provider: rcpt[strings.LastIndexByte(rcpt, '@')+1:], Kind: store.CountUnsubscribe}}); err != nil {
-			s.Logger.Warn("web: counting an unsubscribe failed", "err", err)
-		}
-		s.Events.Emit(obs.Event{Time: time.Now(), Event: obs.Suppressed, Rcpt: rcpt, Text: "unsubscribe via one-click link, for " + domain})
 	}
 	s.Logger.Info("web: unsubscribed", "rcpt", rcpt, "sender_domain", domain)
 	page.Execute(w, pageData{Title: "Unsubscribed", Text: rcpt + " will get no more mail from " + domain + "."})

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"github.com/repute-mail/repute/internal/outcome"
+
 	"context"
 	"log/slog"
 	"net/http"
@@ -22,7 +24,11 @@ func TestUnsubscribe(t *testing.T) {
 	}
 	defer db.Close()
 	key := []byte("k")
-	h := (&Server{DB: db, UnsubscribeKey: key, Logger: slog.New(slog.DiscardHandler)}).Handler()
+	log := slog.New(slog.DiscardHandler)
+	bus := &outcome.Bus{}
+	bus.Subscribe(outcome.Counts(db, log))
+	bus.Subscribe(outcome.Suppressions(db, bus, log))
+	h := (&Server{DB: db, UnsubscribeKey: key, Outcomes: &outcome.Recorder{Bus: bus}, Logger: log}).Handler()
 	path := "/unsubscribe/" + unsubscribe.Token(key, "a.test", "bob@remote.test")
 	do := func(method, path, body string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()

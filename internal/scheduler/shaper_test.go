@@ -1,0 +1,122 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/route"
+	"github.com/repute-mail/repute/internal/shaper"
+)
+
+// fakeRoutes puts the domains of google in one group, as the MX rollup does for Google
+// Workspace domains, and every other domain in a group of its own.
+type fakeRoutes struct {
+	mu      sync.Mutex
+	google  map[string]bool
+	lookups map[string]int
+}
+
+func (r *fakeRoutes) Cached(string) (route.Route, bool) { return route.Route{}, false }
+
+func (r *fakeRoutes) Resolve(_ context.Context, domain string) route.Route {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lookups[domain]++
+	if r.google[domain] {
+		return route.Route{Domain: domain, Provider: "google", Group: "google"}
+	}
+	return route.Route{Domain: domain, Group: "mx:mx." + domain}
+}
+
+// refusing refuses one group, and lets the built-in limits decide for the others.
+type refusing struct {
+	group string
+	next  time.Time
+	limits
+	mu    sync.Mutex
+	asked map[string]int
+}
+
+type limits = shaper.Limits
+
+func (s *refusing) Acquire(rt route.Route, now time.Time) (*shaper.Permit, *shaper.Refusal) {
+	s.mu.Lock()
+	s.asked[rt.Group]++
+	s.mu.Unlock()
+	if rt.Group == s.group {
+		return nil, &shaper.Refusal{Next: s.next, Reason: shaper.ReasonPaused}
+	}
+	return s.limits.Acquire(rt, now)
+}
+
+// TestShaperRefusesOneProvider: while the shaper refuses the google group, mail to both
+// Workspace domains waits in the queue (not attempted, due when the refusal ends) and
+// mail to other destinations flows.
+func TestShaperRefusesOneProvider(t *testing.T) {
+	d := &scripted{answer: func(string) delivery.Attempt { return delivery.Attempt{Code: 250} }}
+	f := newFixture(t, d)
+	routes := &fakeRoutes{google: map[string]bool{"ws1.test": true, "ws2.test": true}, lookups: map[string]int{}}
+	sh := &refusing{group: "google", next: f.now.Add(2 * time.Hour), asked: map[string]int{}}
+	f.sched.Routes, f.sched.Shaper = routes, sh
+	f.run(t)
+	f.queue(t, "alice@a.test", "a@ws1.test", "b@ws2.test", "c@other.test", "d@else.test")
+	waitFor(t, "other destinations to be delivered", func() bool {
+		q := f.entries(t)
+		if len(q) != 2 {
+			return false
+		}
+		for _, e := range q {
+			if e.Attempts != 0 || !strings.HasPrefix(e.Domain, "ws") || e.NextAttempt < sh.next.Unix() {
+				return false
+			}
+		}
+		return true
+	})
+	if n := d.calls.Load(); n != 2 {
+		t.Errorf("%d deliveries, want 2 (other.test and else.test only)", n)
+	}
+	sh.mu.Lock()
+	if n := sh.asked["google"]; n < 1 || n > 2 {
+		t.Errorf("the shaper was asked %d times for google, want at most once per domain", n)
+	}
+	sh.mu.Unlock()
+
+	// The refusal ends: both Workspace domains go out.
+	sh.mu.Lock()
+	sh.group = ""
+	sh.mu.Unlock()
+	f.mu.Lock()
+	f.now = sh.next
+	f.mu.Unlock()
+	f.sched.Wake()
+	waitFor(t, "the held-back mail to leave", func() bool { return len(f.entries(t)) == 0 })
+}
+
+// TestShaperRefusalUntilRelease: a group refused until a connection is released keeps
+// its entries claimed in memory and starts them as soon as one is.
+func TestShaperRefusalUntilRelease(t *testing.T) {
+	d := &scripted{hold: make(chan struct{}), holdFor: "busy.test", answer: func(string) delivery.Attempt { return delivery.Attempt{Code: 250} }}
+	f := newFixture(t, d)
+	f.sched.PerDomain = 1
+	f.sched.BatchSize = 1
+	f.run(t)
+	f.queue(t, "alice@a.test", "a@busy.test", "b@busy.test", "c@free.test")
+	waitFor(t, "free.test delivered while busy.test has its one connection", func() bool {
+		for _, e := range f.entries(t) {
+			if e.Domain == "free.test" {
+				return false
+			}
+		}
+		return d.active.Load() == 1
+	})
+	time.Sleep(50 * time.Millisecond) // let a wrongly started second connection show up
+	if n := d.active.Load(); n != 1 {
+		t.Errorf("%d connections to busy.test at once, want its limit 1", n)
+	}
+	close(d.hold)
+	waitFor(t, "the queue to drain", func() bool { return len(f.entries(t)) == 0 })
+}
