@@ -162,22 +162,24 @@ func checkPiece(piece []byte, whole bool, cr *bool) (proper, crlf bool) {
 	return proper, crlf
 }
 
-// cmdBdat handles RFC 3030 CHUNKING. The chunk is always read, even when the command is
-// refused, because the client sends it without waiting for a reply.
+// cmdBdat handles RFC 3030 CHUNKING. The chunk is raw bytes: it is never looked at for
+// commands or an end-of-data line, and a message with a bare CR or LF in it is refused
+// like one sent with DATA.
+//
+// The chunk is always read, even when the command is refused, because the client sends
+// it without waiting for a reply. The one exception is a chunk that could not be stored
+// and is larger than the message size limit: reading that much for nothing would let a
+// client that claims 2^63 bytes keep the session busy until the data timeout, so it is
+// answered (552 5.3.4, or the refusal) and the connection is closed instead, as after a
+// BDAT command whose size cannot be parsed. An honest client never gets there: it
+// learns the limit from EHLO SIZE and is told at MAIL FROM SIZE=.
 func (c *conn) cmdBdat(arg string) {
-	f := strings.Fields(arg)
-	if len(f) == 0 || len(f) > 2 || len(f) == 2 && !strings.EqualFold(f[1], "LAST") {
+	size, last, ok := parseBdat(arg)
+	if !ok {
 		c.protocolError(smtp.Errorf(501, "5.5.4", "Syntax: BDAT size [LAST]"))
 		c.closing = true // the chunk size is unknown: we cannot stay in step
 		return
 	}
-	size, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil || size < 0 {
-		c.protocolError(smtp.Errorf(501, "5.5.4", "Bad BDAT size"))
-		c.closing = true
-		return
-	}
-	last := len(f) == 2
 	var refuse *smtp.Reply
 	switch {
 	case c.helo == "":
@@ -190,39 +192,69 @@ func (c *conn) cmdBdat(arg string) {
 	if c.bdat == nil && refuse == nil {
 		c.bdat = new(bytes.Buffer)
 	}
-	c.nc.SetReadDeadline(c.srv.Now().Add(c.srv.DataTimeout))
-	if refuse == nil && c.bdatFail == nil && int64(c.bdat.Len())+size > c.srv.MaxMessageSize {
-		c.bdatFail = smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size (%d bytes)", c.srv.MaxMessageSize)
+	max := c.srv.MaxMessageSize
+	if refuse == nil && c.bdatFail == nil && !fits(int64(c.bdat.Len()), size, max) {
+		c.bdatFail = errTooBig(max)
+	}
+	keep := refuse == nil && c.bdatFail == nil
+	if !keep && size > max {
+		c.log.Info("smtp: BDAT chunk over the message size limit not read; closing", "size", size, "max", max)
+		if refuse != nil {
+			c.protocolError(refuse)
+		} else {
+			c.replyErr(c.bdatFail)
+		}
+		c.resetTx()
+		c.closing = true
+		return
 	}
 	var dst io.Writer = io.Discard
-	if refuse == nil && c.bdatFail == nil {
+	if keep {
 		dst = c.bdat
 	}
+	c.nc.SetReadDeadline(c.srv.Now().Add(c.srv.DataTimeout))
 	if _, err := io.CopyN(dst, c.br, size); err != nil {
 		c.log.Info("smtp: BDAT aborted", "err", err)
 		c.closing = true
 		return
 	}
-	if refuse != nil {
+	switch {
+	case refuse != nil:
 		c.protocolError(refuse)
-		return
-	}
-	if !last {
-		c.reply(smtp.Errorf(250, "2.0.0", "%d bytes received", size))
-		return
-	}
-	if c.bdatFail != nil {
+	case c.bdatFail != nil:
+		// RFC 3030 §2: once a chunk is refused the message is; every further chunk up to
+		// LAST gets the same answer, and LAST ends the transaction.
 		c.replyErr(c.bdatFail)
-		c.resetTx()
-		return
-	}
-	body := c.bdat.Bytes()
-	if !properText(body) {
+		if last {
+			c.resetTx()
+		}
+	case !last:
+		c.reply(smtp.Errorf(250, "2.0.0", "%d bytes received", size))
+	case !properText(c.bdat.Bytes()):
 		c.replyErr(errBareLF)
 		c.resetTx()
-		return
+	default:
+		c.finish(c.bdat.Bytes())
 	}
-	c.finish(body)
+}
+
+// parseBdat parses the arguments of BDAT: a chunk size of digits only (RFC 3030
+// chunk-size = 1*DIGIT) that fits in an int64, and an optional LAST.
+func parseBdat(arg string) (size int64, last, ok bool) {
+	f := strings.Fields(arg)
+	if len(f) == 0 || len(f) > 2 || len(f) == 2 && !strings.EqualFold(f[1], "LAST") {
+		return 0, false, false
+	}
+	for i := 0; i < len(f[0]); i++ {
+		if f[0][i] < '0' || f[0][i] > '9' {
+			return 0, false, false
+		}
+	}
+	size, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, false, false
+	}
+	return size, len(f) == 2, true
 }
 
 // properText reports whether every line of b ends in CRLF and no lone CR or LF occurs.

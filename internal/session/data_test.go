@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +191,31 @@ func TestFits(t *testing.T) {
 	}
 }
 
+func TestParseBdat(t *testing.T) {
+	tests := []struct {
+		arg      string
+		size     int64
+		last, ok bool
+	}{
+		{"0", 0, false, true},
+		{"10 LAST", 10, true, true},
+		{"10 last", 10, true, true},
+		{"9223372036854775807 LAST", math.MaxInt64, true, true},
+		{"9223372036854775808", 0, false, false},
+		{"-1", 0, false, false},
+		{"+5", 0, false, false},
+		{"5 FIRST", 0, false, false},
+		{"", 0, false, false},
+		{"1 LAST x", 0, false, false},
+	}
+	for _, tc := range tests {
+		size, last, ok := parseBdat(tc.arg)
+		if size != tc.size || last != tc.last || ok != tc.ok {
+			t.Errorf("parseBdat(%q) = %d, %v, %v; want %d, %v, %v", tc.arg, size, last, ok, tc.size, tc.last, tc.ok)
+		}
+	}
+}
+
 // rest reads every reply until the server closes the connection and returns the last
 // line of each.
 func (c *client) rest() []string {
@@ -329,6 +357,75 @@ func TestSmuggling(t *testing.T) {
 	}
 	if q, err := e.db.Queue(context.Background()); err != nil || len(q) != 0 {
 		t.Errorf("queue = %+v (%v), want empty", q, err)
+	}
+}
+
+// TestBDATChunkSizeOverflow: a chunk size near MaxInt64 after a first chunk must neither
+// overflow the size check nor be buffered: the answer is 552 5.3.4 and the connection
+// is closed without reading the chunk.
+func TestBDATChunkSizeOverflow(t *testing.T) {
+	for _, cmd := range []string{"BDAT 9223372036854775807 LAST", "BDAT 9223372036854775807", "BDAT 9223372036854775798 LAST"} {
+		t.Run(cmd, func(t *testing.T) {
+			s := &Server{Hostname: "mx.a.test", MaxMessageSize: 10000, Logger: slog.New(slog.DiscardHandler)}
+			s.defaults()
+			server, client := net.Pipe()
+			defer server.Close()
+			c := newConn(s, server, netip.MustParseAddr("192.0.2.1"))
+			var replies bytes.Buffer
+			c.bw = bufio.NewWriter(&replies)
+			c.helo, c.esmtp = "c.test", true
+			c.tx = &transaction{rcpts: []recipient{{addr: smtp.Address{Local: "alice", Domain: "a.test"}}}}
+
+			// The client sends the first chunk and then, believing in its huge size,
+			// up to 4 MiB more until the server hangs up.
+			sent := make(chan int)
+			go func() {
+				n, _ := client.Write([]byte("0123456789"))
+				junk := bytes.Repeat([]byte("x"), 64<<10)
+				for i := 0; i < 64; i++ {
+					m, err := client.Write(junk)
+					n += m
+					if err != nil {
+						break
+					}
+				}
+				client.Close()
+				sent <- n
+			}()
+			c.dispatch("BDAT 10")
+			c.dispatch(cmd)
+			server.Close()
+			<-sent
+			c.bw.Flush()
+
+			got := strings.Split(strings.TrimSpace(replies.String()), "\r\n")
+			if len(got) != 2 || !strings.HasPrefix(got[0], "250 ") || !strings.HasPrefix(got[1], "552 5.3.4") {
+				t.Errorf("replies %q, want 250 for the first chunk and 552 5.3.4", got)
+			}
+			if !c.closing {
+				t.Error("the connection stays open after a chunk that cannot be skipped")
+			}
+			if c.bdat != nil && c.bdat.Len() > 10 {
+				t.Errorf("%d bytes buffered, want at most the first chunk's 10", c.bdat.Len())
+			}
+		})
+	}
+}
+
+// TestBDATOverLimitSkipped: a chunk that takes the message over the limit but is no
+// larger than a whole message is read and discarded, refused with 552 5.3.4 (and so is
+// every further chunk), and the session goes on.
+func TestBDATOverLimitSkipped(t *testing.T) {
+	e := start(t, nil) // MaxMessageSize 10000
+	c := dial(t, e.mx)
+	c.cmd("EHLO c.test", "250")
+	c.cmd("MAIL FROM:<x@r.test>", "250")
+	c.cmd("RCPT TO:<alice@a.test>", "250")
+	chunk := strings.Repeat("y", 6000)
+	c.send(fmt.Sprintf("BDAT 6000\r\n%sBDAT 6000\r\n%sBDAT 6000 LAST\r\n%sNOOP\r\nQUIT\r\n", chunk, chunk, chunk))
+	checkReplies(t, "three 6000-byte chunks", c.rest(), "250 2.0.0", "552 5.3.4", "552 5.3.4", "250 2.0.0", "221")
+	if n := count(t, e.db); n != 0 {
+		t.Errorf("%d messages stored, want 0", n)
 	}
 }
 
