@@ -26,6 +26,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./internal/smtp
 	$(GO) test -run XXX -fuzz FuzzSession -fuzztime $(FUZZTIME) ./internal/session
+	$(GO) test -run XXX -fuzz '^FuzzReadDotData$$' -fuzztime $(FUZZTIME) ./internal/session
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config
 	$(GO) test -run XXX -fuzz FuzzCompose -fuzztime $(FUZZTIME) ./internal/dsn
 	$(GO) test -run XXX -fuzz FuzzRanges -fuzztime $(FUZZTIME) ./internal/imapsrv

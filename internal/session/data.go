@@ -16,6 +16,18 @@ import (
 // such messages are refused (RFC 5321 §2.3.8).
 var errBareLF = smtp.Errorf(554, "5.5.2", "Message refused: bare LF or CR in message data; lines must end with CRLF (RFC 5321 section 2.3.8)")
 
+// errTooBig is the reply to data beyond the message size limit.
+func errTooBig(max int64) *smtp.Reply {
+	return smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size (%d bytes)", max)
+}
+
+// fits reports whether n more bytes may join have bytes under a limit of max. It is
+// written so that no sum is ever formed: n comes from the client and may be anything up
+// to MaxInt64 (0 <= have <= max is the caller's invariant).
+func fits(have, n, max int64) bool {
+	return n >= 0 && n <= max-have
+}
+
 func (c *conn) cmdData(arg string) {
 	if !c.requireGreeting() {
 		return
@@ -62,95 +74,112 @@ func putBuf(b *bytes.Buffer) {
 	}
 }
 
-// readDotData reads dot-stuffed message data up to the "." line (RFC 5321 §4.5.2), undoing
-// the stuffing. Overlong and malformed messages are read to their end before the error is
-// returned, so the client and server stay in step.
+// readDotData reads dot-stuffed message data up to its end (RFC 5321 §4.5.2) into out,
+// undoing the stuffing. It returns nil, an *smtp.Reply refusing the message, or the read
+// error that broke the connection.
+//
+// End of data is a "." line that follows a real CRLF: the bytes CRLF "." CRLF, where the
+// start of the data counts as following a CRLF. Nothing else ends it. After "\n.\r\n",
+// "\r.\r\n", "\n.\n" and the like the data goes on, however much what follows looks like
+// commands: that is what keeps SMTP smuggling out, since a client cannot make this server
+// see two messages where a peer that reads the same bytes correctly sees one. A line that
+// ends in a bare LF or holds a bare CR refuses the message (errBareLF), and so does going
+// over max (552 5.3.4); either way the data is read to its real end, so that client and
+// server stay in step.
+//
+// The data streams from the read buffer into out piece by piece, so a line of any length
+// is kept whole and nothing beyond max is ever held in memory.
 func readDotData(br *bufio.Reader, out *bytes.Buffer, max int64) error {
-	var failure error
+	var (
+		failure   error
+		lineStart = true  // the next piece starts a line
+		afterCRLF = true  // the line starting there follows a real CRLF (or opens the data)
+		cr        = false // the previous piece, part of a long line, ended in CR
+	)
 	for {
-		line, err := readDataLine(br)
-		if err != nil {
-			return err
-		}
-		if bytes.Equal(line, []byte(".\r\n")) {
-			return failure
-		}
-		if failure != nil {
-			continue
-		}
-		if !properLine(line) {
-			failure = errBareLF
-			continue
-		}
-		if line[0] == '.' {
-			line = line[1:]
-		}
-		if int64(out.Len()+len(line)) > max {
-			failure = smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size (%d bytes)", max)
-			continue
-		}
-		out.Write(line)
-	}
-}
-
-// readDataLine returns the next line including its ending, of any length.
-func readDataLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if err == nil {
-		return line, nil
-	}
-	if err != bufio.ErrBufferFull {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	long := append([]byte(nil), line...)
-	for {
-		more, err := br.ReadSlice('\n')
-		long = append(long, more...)
-		if err == nil {
-			return long, nil
-		}
-		if err != bufio.ErrBufferFull {
+		piece, err := br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return err
 		}
-		if len(long) > 1<<20 {
-			// A megabyte without a line end: keep memory bounded, still read on.
-			long = long[:0]
-			long = append(long, 'x')
+		whole := err == nil // the piece ends its line
+		if lineStart && afterCRLF {
+			// A line shorter than the read buffer always comes whole, and the buffer holds
+			// more than 3 bytes, so ".\r\n" cannot be split across pieces.
+			if whole && string(piece) == ".\r\n" {
+				return failure
+			}
+			if piece[0] == '.' {
+				piece = piece[1:] // RFC 5321 §4.5.2: undo the dot-stuffing
+			}
+		}
+		proper, crlf := checkPiece(piece, whole, &cr)
+		if !proper && failure == nil {
+			failure = errBareLF
+		}
+		if failure == nil {
+			if fits(int64(out.Len()), int64(len(piece)), max) {
+				out.Write(piece)
+			} else {
+				failure = errTooBig(max)
+			}
+		}
+		lineStart = whole
+		if whole {
+			afterCRLF = crlf
 		}
 	}
 }
 
-// properLine reports whether line ends in CRLF and has no other CR or LF.
-func properLine(line []byte) bool {
-	n := len(line)
-	if n < 2 || line[n-2] != '\r' {
-		return false
+// checkPiece looks at the next piece of a line for bare CR and LF. A whole piece ends
+// with the line's LF; a partial one is the read buffer's worth of a longer line. cr says
+// whether the previous partial piece ended in CR and is updated. proper is false if a
+// bare CR or LF was found; crlf reports that a whole piece ends its line with a real CRLF.
+func checkPiece(piece []byte, whole bool, cr *bool) (proper, crlf bool) {
+	proper = true
+	if *cr {
+		*cr = false
+		if whole && len(piece) == 1 {
+			return true, true // the CR and this LF end the line
+		}
+		proper = false
 	}
-	return bytes.IndexByte(line[:n-2], '\r') < 0
+	body := piece
+	n := len(body)
+	switch {
+	case whole && n >= 2 && body[n-2] == '\r':
+		crlf, body = true, body[:n-2]
+	case whole:
+		proper, body = false, body[:n-1] // bare LF
+	case n > 0 && body[n-1] == '\r':
+		*cr, body = true, body[:n-1]
+	}
+	if bytes.IndexByte(body, '\r') >= 0 {
+		proper = false
+	}
+	return proper, crlf
 }
 
-// cmdBdat handles RFC 3030 CHUNKING. The chunk is always read, even when the command is
-// refused, because the client sends it without waiting for a reply.
+// cmdBdat handles RFC 3030 CHUNKING. The chunk is raw bytes: it is never looked at for
+// commands or an end-of-data line, and a message with a bare CR or LF in it is refused
+// like one sent with DATA.
+//
+// The chunk is always read, even when the command is refused, because the client sends
+// it without waiting for a reply. The one exception is a chunk that could not be stored
+// and is larger than the message size limit: reading that much for nothing would let a
+// client that claims 2^63 bytes keep the session busy until the data timeout, so it is
+// answered (552 5.3.4, or the refusal) and the connection is closed instead, as after a
+// BDAT command whose size cannot be parsed. An honest client never gets there: it
+// learns the limit from EHLO SIZE and is told at MAIL FROM SIZE=.
 func (c *conn) cmdBdat(arg string) {
-	f := strings.Fields(arg)
-	if len(f) == 0 || len(f) > 2 || len(f) == 2 && !strings.EqualFold(f[1], "LAST") {
+	size, last, ok := parseBdat(arg)
+	if !ok {
 		c.protocolError(smtp.Errorf(501, "5.5.4", "Syntax: BDAT size [LAST]"))
 		c.closing = true // the chunk size is unknown: we cannot stay in step
 		return
 	}
-	size, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil || size < 0 {
-		c.protocolError(smtp.Errorf(501, "5.5.4", "Bad BDAT size"))
-		c.closing = true
-		return
-	}
-	last := len(f) == 2
 	var refuse *smtp.Reply
 	switch {
 	case c.helo == "":
@@ -163,39 +192,69 @@ func (c *conn) cmdBdat(arg string) {
 	if c.bdat == nil && refuse == nil {
 		c.bdat = new(bytes.Buffer)
 	}
-	c.nc.SetReadDeadline(c.srv.Now().Add(c.srv.DataTimeout))
-	if refuse == nil && c.bdatFail == nil && int64(c.bdat.Len())+size > c.srv.MaxMessageSize {
-		c.bdatFail = smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size (%d bytes)", c.srv.MaxMessageSize)
+	max := c.srv.MaxMessageSize
+	if refuse == nil && c.bdatFail == nil && !fits(int64(c.bdat.Len()), size, max) {
+		c.bdatFail = errTooBig(max)
+	}
+	keep := refuse == nil && c.bdatFail == nil
+	if !keep && size > max {
+		c.log.Info("smtp: BDAT chunk over the message size limit not read; closing", "size", size, "max", max)
+		if refuse != nil {
+			c.protocolError(refuse)
+		} else {
+			c.replyErr(c.bdatFail)
+		}
+		c.resetTx()
+		c.closing = true
+		return
 	}
 	var dst io.Writer = io.Discard
-	if refuse == nil && c.bdatFail == nil {
+	if keep {
 		dst = c.bdat
 	}
+	c.nc.SetReadDeadline(c.srv.Now().Add(c.srv.DataTimeout))
 	if _, err := io.CopyN(dst, c.br, size); err != nil {
 		c.log.Info("smtp: BDAT aborted", "err", err)
 		c.closing = true
 		return
 	}
-	if refuse != nil {
+	switch {
+	case refuse != nil:
 		c.protocolError(refuse)
-		return
-	}
-	if !last {
-		c.reply(smtp.Errorf(250, "2.0.0", "%d bytes received", size))
-		return
-	}
-	if c.bdatFail != nil {
+	case c.bdatFail != nil:
+		// RFC 3030 §2: once a chunk is refused the message is; every further chunk up to
+		// LAST gets the same answer, and LAST ends the transaction.
 		c.replyErr(c.bdatFail)
-		c.resetTx()
-		return
-	}
-	body := c.bdat.Bytes()
-	if !properText(body) {
+		if last {
+			c.resetTx()
+		}
+	case !last:
+		c.reply(smtp.Errorf(250, "2.0.0", "%d bytes received", size))
+	case !properText(c.bdat.Bytes()):
 		c.replyErr(errBareLF)
 		c.resetTx()
-		return
+	default:
+		c.finish(c.bdat.Bytes())
 	}
-	c.finish(body)
+}
+
+// parseBdat parses the arguments of BDAT: a chunk size of digits only (RFC 3030
+// chunk-size = 1*DIGIT) that fits in an int64, and an optional LAST.
+func parseBdat(arg string) (size int64, last, ok bool) {
+	f := strings.Fields(arg)
+	if len(f) == 0 || len(f) > 2 || len(f) == 2 && !strings.EqualFold(f[1], "LAST") {
+		return 0, false, false
+	}
+	for i := 0; i < len(f[0]); i++ {
+		if f[0][i] < '0' || f[0][i] > '9' {
+			return 0, false, false
+		}
+	}
+	size, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, false, false
+	}
+	return size, len(f) == 2, true
 }
 
 // properText reports whether every line of b ends in CRLF and no lone CR or LF occurs.
@@ -211,4 +270,13 @@ func properText(b []byte) bool {
 		b = b[i+1:]
 	}
 	return true
+}
+
+// properLine reports whether line ends in CRLF and has no other CR or LF.
+func properLine(line []byte) bool {
+	n := len(line)
+	if n < 2 || line[n-2] != '\r' {
+		return false
+	}
+	return bytes.IndexByte(line[:n-2], '\r') < 0
 }
