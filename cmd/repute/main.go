@@ -99,7 +99,19 @@ func run(ctx context.Context, e *env, args []string) int {
 	cmds := commands()
 	var path []string
 	cur := &command{subs: cmds}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		printUsage(e.stdout, path, cur)
+		return 0
+	}
+	var global []string
 	for cur.subs != nil {
+		g, rest, err := splitGlobalFlags(args)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "repute: %v\n", err)
+			printUsage(e.stderr, path, cur)
+			return 2
+		}
+		global, args = append(global, g...), rest
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 			printUsage(e.stderr, path, cur)
 			return 2
@@ -114,7 +126,9 @@ func run(ctx context.Context, e *env, args []string) int {
 		args = args[1:]
 		cur = next
 	}
-	err := cur.run(e, args)
+	// The global flags go first: the command's own parser takes flags anywhere, and in
+	// front of its arguments they cannot end up after a "--".
+	err := cur.run(e, append(global, args...))
 	if errors.Is(err, errUsage) {
 		fmt.Fprintf(e.stderr, "usage: repute %s\n", cur.usage)
 		return 2
@@ -127,7 +141,7 @@ func run(ctx context.Context, e *env, args []string) int {
 }
 
 func printUsage(w io.Writer, path []string, c *command) {
-	fmt.Fprintln(w, "usage: repute COMMAND [ARGS] [--config FILE]")
+	fmt.Fprintln(w, "usage: repute [--config FILE] [--json] COMMAND [ARGS]")
 	var lines []string
 	var walk func(prefix []string, c *command)
 	walk = func(prefix []string, c *command) {
@@ -162,6 +176,34 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// globalFlags are the flags every command accepts before its name as well as after it
+// ("repute --config F queue list"), with whether each takes a value.
+var globalFlags = map[string]bool{"config": true, "json": false}
+
+// splitGlobalFlags takes the global flags in front of a command name off args, in the
+// forms the flag package accepts ("--config F", "--config=F", "-config F", "--json",
+// "--json=false"), and returns them and the rest. The command parses them again with its
+// own flag set, so a flag it does not take (--json on a command that prints no listing)
+// is a usage error there, wherever it was written.
+func splitGlobalFlags(args []string) (global, rest []string, err error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" && args[0] != "--" {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		takesValue, ok := globalFlags[name]
+		switch {
+		case !ok:
+			return nil, nil, fmt.Errorf("unknown flag %s before the command", args[0])
+		case takesValue && !hasValue:
+			if len(args) < 2 {
+				return nil, nil, fmt.Errorf("flag %s needs a value", args[0])
+			}
+			global, args = append(global, args[0], args[1]), args[2:]
+		default:
+			global, args = append(global, args[0]), args[1:]
+		}
+	}
+	return global, args, nil
 }
 
 // stdFlags adds --config and, for listings, --json.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -29,8 +30,8 @@ func TestAdminCommands(t *testing.T) {
 		stdout string // substring
 	}{
 		{[]string{"domain", "add", "A.test", "--config", cfg}, "", 0, "domain a.test added"},
-		{[]string{"--config", cfg, "domain", "add", "b.test"}, "", 2, ""}, // flags come after the command
-		{[]string{"domain", "add", "a.test", "--config", cfg}, "", 1, ""}, // exists
+		{[]string{"--config", cfg, "domain", "add", "b.test"}, "", 0, "domain b.test added"}, // global flag before the command
+		{[]string{"domain", "add", "a.test", "--config", cfg}, "", 1, ""},                    // exists
 		{[]string{"user", "add", "--password-stdin", "u@a.test", "--config", cfg}, "pw\n", 0, "user u@a.test added"},
 		{[]string{"user", "add", "v@a.test", "--config", cfg}, "", 0, "password: "},
 		{[]string{"user", "add", "w@nowhere.test", "--config", cfg}, "", 1, ""},
@@ -55,5 +56,72 @@ func TestAdminCommands(t *testing.T) {
 	code, out, _ = runCLI(t, "", "queue", "list", "--json", "--config", cfg)
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("empty queue list --json = %d %q, want []", code, out)
+	}
+}
+
+func TestSplitGlobalFlags(t *testing.T) {
+	tests := []struct {
+		args          []string
+		global, rest  []string
+		wantErrSubstr string
+	}{
+		{[]string{"queue", "list"}, nil, []string{"queue", "list"}, ""},
+		{[]string{"--config", "F", "queue", "list"}, []string{"--config", "F"}, []string{"queue", "list"}, ""},
+		{[]string{"--config=F", "queue"}, []string{"--config=F"}, []string{"queue"}, ""},
+		{[]string{"-config", "F", "--json", "user", "list"}, []string{"-config", "F", "--json"}, []string{"user", "list"}, ""},
+		{[]string{"--json=false", "queue", "--config", "F"}, []string{"--json=false"}, []string{"queue", "--config", "F"}, ""},
+		{[]string{"--", "queue"}, nil, []string{"--", "queue"}, ""},
+		{[]string{"--config"}, nil, nil, "needs a value"},
+		{[]string{"--verbose", "queue"}, nil, nil, "unknown flag --verbose"},
+	}
+	for _, tc := range tests {
+		global, rest, err := splitGlobalFlags(tc.args)
+		if tc.wantErrSubstr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErrSubstr) {
+				t.Errorf("splitGlobalFlags(%q) error %v, want %q", tc.args, err, tc.wantErrSubstr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(global, tc.global) || !reflect.DeepEqual(rest, tc.rest) {
+			t.Errorf("splitGlobalFlags(%q) = %q, %q, %v; want %q, %q", tc.args, global, rest, err, tc.global, tc.rest)
+		}
+	}
+}
+
+// TestGlobalFlagPositions runs commands with --config and --json before the command, between
+// its words and after it.
+func TestGlobalFlagPositions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "r.toml")
+	if err := os.WriteFile(cfg, []byte("hostname = \"mx.a.test\"\ndata_dir = \""+filepath.Join(dir, "data")+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, "", "domain", "add", "a.test", "--config", cfg); code != 0 {
+		t.Fatalf("domain add: %d %s", code, errs)
+	}
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string // substring
+	}{
+		{[]string{"--config", cfg, "queue", "list"}, 0, "ID"},
+		{[]string{"--config=" + cfg, "domain", "list"}, 0, "a.test"},
+		{[]string{"-config", cfg, "--json", "domain", "list"}, 0, `"a.test"`},
+		{[]string{"--json", "domain", "list", "--config", cfg}, 0, `"a.test"`},
+		{[]string{"domain", "--config", cfg, "list", "--json"}, 0, `"a.test"`},
+		{[]string{"--json", "--config", cfg, "queue", "list"}, 0, "[]"},
+		{[]string{"--config", cfg, "config", "check"}, 0, "OK"},
+		{[]string{"--json", "domain", "del", "a.test", "--config", cfg}, 2, ""}, // del prints no listing
+		{[]string{"--config"}, 2, ""},
+		{[]string{"--nonsense", "domain", "list", "--config", cfg}, 2, ""},
+		{[]string{"--config", cfg}, 2, ""}, // no command
+		{[]string{"--help"}, 0, "usage: repute"},
+	}
+	for _, tc := range tests {
+		code, out, errs := runCLI(t, "", tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.stdout) {
+			t.Errorf("repute %s: code %d, stdout %q, stderr %q; want code %d and %q",
+				strings.Join(tc.args, " "), code, out, errs, tc.code, tc.stdout)
+		}
 	}
 }
