@@ -216,9 +216,35 @@ func stdFlags(e *env, name string, listing bool) *flag.FlagSet {
 	return fs
 }
 
+// systemConfigPath is the configuration file of an installed server (a variable for the
+// tests).
+var systemConfigPath = "/etc/repute/repute.toml"
+
+// devConfigPath is the configuration `repute dev` writes, relative to the directory it
+// runs in.
+var devConfigPath = filepath.Join(devDir, "repute.toml")
+
+// defaultConfigPath is the configuration file used without --config: $REPUTE_CONFIG if
+// set, else /etc/repute/repute.toml if it exists, else ./repute-dev/repute.toml if it
+// exists, so that admin commands run where `repute dev` runs manage its server without
+// flags. "" means there is none: loadConfig then fails with errNoConfig.
 func defaultConfigPath() string {
 	if p := os.Getenv("REPUTE_CONFIG"); p != "" {
 		return p
 	}
-	return "/etc/repute/repute.toml"
+	for _, p := range []string{systemConfigPath, devConfigPath} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// errNoConfig is loadConfig's error when defaultConfigPath found no file.
+var errNoConfig = errors.New("no configuration file")
+
+// noConfigError names every place a configuration file was looked for.
+func noConfigError() error {
+	return fmt.Errorf("%w: no --config FILE, $REPUTE_CONFIG not set, and neither %s nor ./%s exists "+
+		"(`repute dev` creates the latter)", errNoConfig, systemConfigPath, devConfigPath)
 }

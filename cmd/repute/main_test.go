@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -123,5 +124,71 @@ func TestGlobalFlagPositions(t *testing.T) {
 			t.Errorf("repute %s: code %d, stdout %q, stderr %q; want code %d and %q",
 				strings.Join(tc.args, " "), code, out, errs, tc.code, tc.stdout)
 		}
+	}
+}
+
+// TestDefaultConfigPath checks the search order without --config: $REPUTE_CONFIG, the
+// system file if it exists, ./repute-dev/repute.toml if it exists, else an error naming
+// all of them.
+func TestDefaultConfigPath(t *testing.T) {
+	root := t.TempDir()
+	system := filepath.Join(root, "etc", "repute.toml")
+	saved := systemConfigPath
+	systemConfigPath = system
+	t.Cleanup(func() { systemConfigPath = saved })
+	work := filepath.Join(root, "work")
+	if err := os.MkdirAll(filepath.Join(work, devDir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(work)
+	write := func(p string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("hostname = \"mx.a.test\"\ndata_dir = \""+filepath.Join(work, devDir, "data")+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Nothing exists: the admin command fails and names every place it looked.
+	t.Setenv("REPUTE_CONFIG", "")
+	if got := defaultConfigPath(); got != "" {
+		t.Errorf("with no file: defaultConfigPath() = %q, want \"\"", got)
+	}
+	code, _, errs := runCLI(t, "", "user", "list")
+	for _, want := range []string{"--config", "$REPUTE_CONFIG", system, "./" + devConfigPath, "repute dev"} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("user list without a config: code %d, stderr %q; want 1 and %q", code, errs, want)
+		}
+	}
+	if err := func() error { e := &env{}; _, err := loadConfig(e); return err }(); !errors.Is(err, errNoConfig) {
+		t.Errorf("loadConfig with no file: %v, want errNoConfig", err)
+	}
+
+	// The dev server's config, when there is no system one.
+	write(filepath.Join(work, devConfigPath))
+	if got := defaultConfigPath(); got != devConfigPath {
+		t.Errorf("with ./%s: defaultConfigPath() = %q", devConfigPath, got)
+	}
+	if code, out, errs := runCLI(t, "", "config", "check"); code != 0 || !strings.Contains(out, devConfigPath+": OK") {
+		t.Errorf("config check beside repute-dev: %d %q %q", code, out, errs)
+	}
+
+	// The system config wins over the dev one, $REPUTE_CONFIG over both, --config over all.
+	write(system)
+	if got := defaultConfigPath(); got != system {
+		t.Errorf("with %s: defaultConfigPath() = %q", system, got)
+	}
+	env := filepath.Join(root, "env.toml")
+	t.Setenv("REPUTE_CONFIG", env)
+	if got := defaultConfigPath(); got != env {
+		t.Errorf("with $REPUTE_CONFIG: defaultConfigPath() = %q, want %q", got, env)
+	}
+	if code, _, errs := runCLI(t, "", "config", "check"); code != 1 || !strings.Contains(errs, env) {
+		t.Errorf("config check with $REPUTE_CONFIG naming a missing file: %d %q", code, errs)
+	}
+	if code, out, errs := runCLI(t, "", "config", "check", "--config", system); code != 0 || !strings.Contains(out, system+": OK") {
+		t.Errorf("config check --config over $REPUTE_CONFIG: %d %q %q", code, out, errs)
 	}
 }
