@@ -36,7 +36,7 @@ var errUsage = errors.New("usage")
 func commands() map[string]*command {
 	return map[string]*command{
 		"serve": {usage: "serve [--config FILE]: run every configured listener until SIGTERM", run: cmdServe},
-		"dev":   {usage: "dev: create ./repute-dev/ (config, data, a domain and a user) and serve on loopback", run: cmdDev},
+		"dev":   {usage: "dev [--listen IP]: create ./repute-dev/ (config, data, a domain and a user) and serve on loopback", run: cmdDev},
 		"sendmail": {usage: "sendmail [-t] [-i] [-f FROM] [-F NAME] [RCPT...]: queue a message from standard input (also as a symlink named sendmail)",
 			run: cmdSendmail},
 		"config": {subs: map[string]*command{
