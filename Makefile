@@ -7,9 +7,13 @@ CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./in
 build:
 	$(GO) build -o repute ./cmd/repute
 
+# The race run comes first so that the full run ends the output: internal/tools/testsum
+# prints its package lines and failing tests as plain go test would, then the skipped
+# tests with their reasons (a missing tool shows there) and the counts.
 test: vet fmt-check
-	$(GO) test -count=1 ./...
+	@[ "$$($(GO) env CGO_ENABLED)" = 1 ] || { echo "make test: go test -race needs cgo and a C compiler (apt-get install gcc)"; exit 1; }
 	$(GO) test -count=1 -race $(CORE)
+	$(GO) run ./internal/tools/testsum $(GO) test -json -count=1 ./...
 
 vet:
 	$(GO) vet ./...

@@ -17,6 +17,9 @@ import (
 )
 
 func loadConfig(e *env) (config.Config, error) {
+	if e.configPath == "" {
+		return config.Config{}, noConfigError()
+	}
 	cfg, err := config.Load(e.configPath)
 	if err != nil {
 		return cfg, err

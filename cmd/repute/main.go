@@ -36,7 +36,7 @@ var errUsage = errors.New("usage")
 func commands() map[string]*command {
 	return map[string]*command{
 		"serve": {usage: "serve [--config FILE]: run every configured listener until SIGTERM", run: cmdServe},
-		"dev":   {usage: "dev: create ./repute-dev/ (config, data, a domain and a user) and serve on loopback", run: cmdDev},
+		"dev":   {usage: "dev [--listen IP]: create ./repute-dev/ (config, data, a domain and a user) and serve on loopback", run: cmdDev},
 		"sendmail": {usage: "sendmail [-t] [-i] [-f FROM] [-F NAME] [RCPT...]: queue a message from standard input (also as a symlink named sendmail)",
 			run: cmdSendmail},
 		"config": {subs: map[string]*command{
@@ -99,7 +99,19 @@ func run(ctx context.Context, e *env, args []string) int {
 	cmds := commands()
 	var path []string
 	cur := &command{subs: cmds}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		printUsage(e.stdout, path, cur)
+		return 0
+	}
+	var global []string
 	for cur.subs != nil {
+		g, rest, err := splitGlobalFlags(args)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "repute: %v\n", err)
+			printUsage(e.stderr, path, cur)
+			return 2
+		}
+		global, args = append(global, g...), rest
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 			printUsage(e.stderr, path, cur)
 			return 2
@@ -114,7 +126,9 @@ func run(ctx context.Context, e *env, args []string) int {
 		args = args[1:]
 		cur = next
 	}
-	err := cur.run(e, args)
+	// The global flags go first: the command's own parser takes flags anywhere, and in
+	// front of its arguments they cannot end up after a "--".
+	err := cur.run(e, append(global, args...))
 	if errors.Is(err, errUsage) {
 		fmt.Fprintf(e.stderr, "usage: repute %s\n", cur.usage)
 		return 2
@@ -127,7 +141,7 @@ func run(ctx context.Context, e *env, args []string) int {
 }
 
 func printUsage(w io.Writer, path []string, c *command) {
-	fmt.Fprintln(w, "usage: repute COMMAND [ARGS] [--config FILE]")
+	fmt.Fprintln(w, "usage: repute [--config FILE] [--json] COMMAND [ARGS]")
 	var lines []string
 	var walk func(prefix []string, c *command)
 	walk = func(prefix []string, c *command) {
@@ -164,6 +178,34 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// globalFlags are the flags every command accepts before its name as well as after it
+// ("repute --config F queue list"), with whether each takes a value.
+var globalFlags = map[string]bool{"config": true, "json": false}
+
+// splitGlobalFlags takes the global flags in front of a command name off args, in the
+// forms the flag package accepts ("--config F", "--config=F", "-config F", "--json",
+// "--json=false"), and returns them and the rest. The command parses them again with its
+// own flag set, so a flag it does not take (--json on a command that prints no listing)
+// is a usage error there, wherever it was written.
+func splitGlobalFlags(args []string) (global, rest []string, err error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" && args[0] != "--" {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		takesValue, ok := globalFlags[name]
+		switch {
+		case !ok:
+			return nil, nil, fmt.Errorf("unknown flag %s before the command", args[0])
+		case takesValue && !hasValue:
+			if len(args) < 2 {
+				return nil, nil, fmt.Errorf("flag %s needs a value", args[0])
+			}
+			global, args = append(global, args[0], args[1]), args[2:]
+		default:
+			global, args = append(global, args[0]), args[1:]
+		}
+	}
+	return global, args, nil
+}
+
 // stdFlags adds --config and, for listings, --json.
 func stdFlags(e *env, name string, listing bool) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -174,9 +216,35 @@ func stdFlags(e *env, name string, listing bool) *flag.FlagSet {
 	return fs
 }
 
+// systemConfigPath is the configuration file of an installed server (a variable for the
+// tests).
+var systemConfigPath = "/etc/repute/repute.toml"
+
+// devConfigPath is the configuration `repute dev` writes, relative to the directory it
+// runs in.
+var devConfigPath = filepath.Join(devDir, "repute.toml")
+
+// defaultConfigPath is the configuration file used without --config: $REPUTE_CONFIG if
+// set, else /etc/repute/repute.toml if it exists, else ./repute-dev/repute.toml if it
+// exists, so that admin commands run where `repute dev` runs manage its server without
+// flags. "" means there is none: loadConfig then fails with errNoConfig.
 func defaultConfigPath() string {
 	if p := os.Getenv("REPUTE_CONFIG"); p != "" {
 		return p
 	}
-	return "/etc/repute/repute.toml"
+	for _, p := range []string{systemConfigPath, devConfigPath} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// errNoConfig is loadConfig's error when defaultConfigPath found no file.
+var errNoConfig = errors.New("no configuration file")
+
+// noConfigError names every place a configuration file was looked for.
+func noConfigError() error {
+	return fmt.Errorf("%w: no --config FILE, $REPUTE_CONFIG not set, and neither %s nor ./%s exists "+
+		"(`repute dev` creates the latter)", errNoConfig, systemConfigPath, devConfigPath)
 }

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,10 +71,21 @@ const (
 	devUser   = "you@" + devDomain
 )
 
+// devIP is the loopback address `repute dev` listens on without --listen.
+const devIP = "127.0.0.1"
+
 // cmdDev sets up (once) and runs a development server on loopback, in ./repute-dev/.
+// --listen moves every listener to another loopback address (same ports), for a second
+// dev server or when another program has one of the ports on 127.0.0.1.
 func cmdDev(e *env, args []string) error {
-	if pos, err := parseFlags(flagSetNoConfig("dev"), args); err != nil || len(pos) != 0 {
+	fs := flagSetNoConfig("dev")
+	listen := fs.String("listen", devIP, "loopback address to listen on (ports 2525, 2587, 2465, 2143, 2993, 2925)")
+	if pos, err := parseFlags(fs, args); err != nil || len(pos) != 0 {
 		return errUsage
+	}
+	ip, err := netip.ParseAddr(*listen)
+	if err != nil || !ip.IsLoopback() || ip.Zone() != "" {
+		return fmt.Errorf("--listen %q: want a loopback address such as 127.0.0.2 or ::1 (the dev server is not for the network)", *listen)
 	}
 	dir, err := filepath.Abs(devDir)
 	if err != nil {
@@ -92,11 +105,14 @@ func cmdDev(e *env, args []string) error {
 	if err := cfg.FillDefaults(); err != nil {
 		return err
 	}
+	if err := devListenOn(&cfg.Listen, ip); err != nil {
+		return fmt.Errorf("%s: %w", cfgPath, err)
+	}
 	cred, err := os.ReadFile(credPath)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", credPath, err)
 	}
-	return serve(e, cfg, func(a *app.App) {
+	err = serve(e, cfg, func(a *app.App) {
 		w := e.stdout
 		fmt.Fprintf(w, "\nRepute development server (config %s)\n\n", cfgPath)
 		fmt.Fprintf(w, "  SMTP (MX)         %s\n", a.Addr("smtp"))
@@ -108,9 +124,49 @@ func cmdDev(e *env, args []string) error {
 		fmt.Fprintf(w, "  Dashboard         not part of this version yet\n")
 		fmt.Fprintf(w, "\n%s", cred)
 		fmt.Fprintf(w, "  TLS certificate   %s (self-signed)\n\n", tlsconf.SelfSignedCertPath(cfg.DataDir))
-		fmt.Fprintf(w, "Try:\n  swaks --server %s --to %s --from someone@example.org\n", a.Addr("smtp"), devUser)
-		fmt.Fprintf(w, "  curl -k --ssl-reqd 'imap://%s/INBOX;UID=1' --user '%s:PASSWORD'\n\nStop with Ctrl-C.\n", a.Addr("imap"), devUser)
+		fmt.Fprintf(w, "Try (swaks and curl: apt-get install swaks curl):\n")
+		fmt.Fprintf(w, "  swaks --server %s --to %s --from someone@example.test\n", a.Addr("smtp"), devUser)
+		fmt.Fprintf(w, "  curl -k --ssl-reqd 'imap://%s/INBOX;UID=1' --user '%s:PASSWORD'\n", a.Addr("imap"), devUser)
+		fmt.Fprintf(w, "with PASSWORD replaced by the password above (failed logins count against the client's\n"+
+			"address: 10 within 15 minutes lock it out for 15 minutes).\n\n")
+		fmt.Fprintf(w, "%s\n\nStop with Ctrl-C; running it here again reuses ./%s/.\n", devAdminNote(cfgPath), devDir)
 	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w (another repute dev? --listen 127.0.0.2 serves on another loopback address)", err)
+	}
+	return err
+}
+
+// devAdminNote tells which configuration admin commands run in this directory pick up
+// (defaultConfigPath): the dev server's, unless $REPUTE_CONFIG or the system file is there.
+func devAdminNote(cfgPath string) string {
+	// In a checkout (the README's quick start) the binary is not installed yet.
+	repute := "repute"
+	if _, err := os.Stat(filepath.Join("cmd", "repute", "main.go")); err == nil {
+		repute = "go run ./cmd/repute"
+	}
+	p := defaultConfigPath()
+	if abs, err := filepath.Abs(p); err == nil && abs == cfgPath {
+		return fmt.Sprintf("Admin commands run in this directory use ./%s, e.g.\n  %s user list\n  %s user add friend@%s",
+			devConfigPath, repute, repute, devDomain)
+	}
+	return fmt.Sprintf("Admin commands here would use %s; for this server add --config ./%s, e.g.\n  %s user list --config ./%s",
+		p, devConfigPath, repute, devConfigPath)
+}
+
+// devListenOn moves every listener of the dev config to ip, keeping its port.
+func devListenOn(l *config.Listen, ip netip.Addr) error {
+	for _, a := range []*string{&l.SMTP, &l.Submission, &l.Submissions, &l.IMAP, &l.IMAPS, &l.HTTP, &l.HTTPS, &l.Metrics} {
+		if *a == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(*a)
+		if err != nil {
+			return fmt.Errorf("listen address %q: %w", *a, err)
+		}
+		*a = net.JoinHostPort(ip.String(), port)
+	}
+	return nil
 }
 
 func devSetup(dir, cfgPath, credPath string) error {

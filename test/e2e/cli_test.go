@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -57,28 +58,74 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
-// devPorts are the fixed loopback ports `repute dev` listens on.
-var devPorts = []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2465", "127.0.0.1:2143", "127.0.0.1:2993"}
+// TestCLIGlobalFlags runs admin commands with --config and --json before the command
+// name, and without any configuration file, where the error must name every place
+// looked at.
+func TestCLIGlobalFlags(t *testing.T) {
+	needBinary(t)
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "repute.toml")
+	text := "hostname = \"mx.a.test\"\ndata_dir = \"" + filepath.Join(dir, "data") + "\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", cfg, "domain", "add", "a.test"}, "domain a.test added"},
+		{[]string{"--config=" + cfg, "--json", "domain", "list"}, `"a.test"`},
+		{[]string{"--json", "queue", "list", "--config", cfg}, "[]"},
+		{[]string{"--config", cfg, "queue", "summary"}, ""},
+	} {
+		if out, err := runRepute(dir, "", tc.args...); err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("repute %s: %v, want %q in\n%s", strings.Join(tc.args, " "), err, tc.want, out)
+		}
+	}
+
+	if fileExists("/etc/repute/repute.toml") {
+		t.Log("not checking the error without a configuration: /etc/repute/repute.toml exists")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, reputeBin, "user", "list")
+	cmd.Dir = t.TempDir()
+	cmd.Env = withoutEnv(os.Environ(), "REPUTE_CONFIG")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("user list without a configuration: exit %v, want 1\n%s", err, out)
+	}
+	for _, want := range []string{"--config", "$REPUTE_CONFIG", "/etc/repute/repute.toml", "./repute-dev/repute.toml"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("user list without a configuration: error does not name %s:\n%s", want, out)
+		}
+	}
+}
+
+// devPorts are the ports `repute dev` listens on (SMTP, submission, submissions, IMAP,
+// IMAPS, metrics), on 127.0.0.1 unless told --listen.
+var devPorts = []int{2525, 2587, 2465, 2143, 2993, 2925}
 
 // TestDev runs `repute dev` in an empty directory, reads the addresses and the password
-// it prints, sends it a message with swaks and reads it with imaplib. It stays serial:
-// the dev server uses fixed ports on 127.0.0.1.
+// it prints, sends it a message with swaks, reads it with imaplib and lists the users with
+// an admin command run in that directory without --config. The server listens on a
+// loopback address of this test (--listen), so a developer's own `repute dev` on
+// 127.0.0.1 does not get in the way.
 func TestDev(t *testing.T) {
 	needBinary(t)
 	swaks := needTool(t, "swaks", "swaks")
 	needTool(t, "/usr/bin/python3", "python3")
+	t.Parallel()
 	wrap := privateResolver(t)
-	for _, a := range devPorts {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			t.Fatalf("repute dev needs %s, which is taken: %v", a, err)
-		}
-		ln.Close()
-	}
+	ip := allocAddr(t, false, devPorts...)
 
 	dir := t.TempDir()
-	cmd := exec.Command(wrap[0], append(wrap[1:], reputeBin, "dev")...)
+	cmd := exec.Command(wrap[0], append(wrap[1:], reputeBin, "dev", "--listen", ip)...)
 	cmd.Dir = dir
+	cmd.Env = withoutEnv(os.Environ(), "REPUTE_CONFIG")
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -122,6 +169,11 @@ func TestDev(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("repute dev: SMTP %s, IMAP %s, user %s", info.SMTP, info.IMAP, info.User)
+	for _, a := range []string{info.SMTP, info.IMAP} {
+		if host, _, _ := net.SplitHostPort(a); host != ip {
+			t.Errorf("repute dev --listen %s printed the address %s", ip, a)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dir, "repute-dev")); err != nil {
 		t.Errorf("repute dev did not create ./repute-dev/: %v", err)
 	}
@@ -144,6 +196,8 @@ func TestDev(t *testing.T) {
 		t.Fatalf("imaplib as %s on %s: %v\n%s", info.User, info.IMAP, err, res)
 	}
 
+	checkDevAdmin(t, dir, info.User)
+
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-exited:
@@ -154,6 +208,37 @@ func TestDev(t *testing.T) {
 	case <-time.After(stopTimeout):
 		t.Errorf("repute dev still running %v after SIGTERM", stopTimeout)
 	}
+}
+
+// checkDevAdmin runs `repute user list` in the directory of a `repute dev` without
+// --config or $REPUTE_CONFIG: it must find ./repute-dev/repute.toml (unless this machine
+// has a system configuration, which comes first).
+func checkDevAdmin(t *testing.T, dir, user string) {
+	t.Helper()
+	if fileExists("/etc/repute/repute.toml") {
+		t.Log("not checking that admin commands find ./repute-dev/repute.toml: /etc/repute/repute.toml exists and comes first")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, reputeBin, "user", "list")
+	cmd.Dir = dir
+	cmd.Env = withoutEnv(os.Environ(), "REPUTE_CONFIG")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), user) {
+		t.Errorf("repute user list beside repute dev, without --config: %v\n%s", err, out)
+	}
+}
+
+// withoutEnv returns env without the variable name.
+func withoutEnv(env []string, name string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // devInfo is what `repute dev` tells its user.
@@ -196,12 +281,13 @@ func parseDevOutput(out string) devInfo {
 }
 
 // privateResolver returns a command prefix that runs a program with its own
-// /etc/resolv.conf naming a DNS server of this test on 127.0.0.253:53, so that the
-// dev server's lookups (it uses the system resolver) stay on loopback.
+// /etc/resolv.conf naming a DNS server of this test on port 53 of a loopback address of
+// its own, so that the dev server's lookups (it uses the system resolver) stay on
+// loopback.
 func privateResolver(t *testing.T) []string {
 	t.Helper()
 	needUnshare(t)
-	const ip = "127.0.0.253"
+	ip := allocAddr(t, true, 53)
 	pc, err := net.ListenPacket("udp", ip+":53")
 	if err != nil {
 		t.Fatalf("DNS for repute dev: %v", err)
