@@ -34,6 +34,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config
 	$(GO) test -run XXX -fuzz FuzzCompose -fuzztime $(FUZZTIME) ./internal/dsn
 	$(GO) test -run XXX -fuzz FuzzRanges -fuzztime $(FUZZTIME) ./internal/imapsrv
+	$(GO) test -run XXX -fuzz FuzzSearch -fuzztime $(FUZZTIME) ./internal/imapsrv
 	$(GO) test -run XXX -fuzz FuzzNormalizeName -fuzztime $(FUZZTIME) ./internal/mailstore
 	$(GO) test -run XXX -fuzz '^FuzzSPFRecord$$' -fuzztime $(FUZZTIME) ./internal/auth
 	$(GO) test -run XXX -fuzz '^FuzzDKIMSignatureHeader$$' -fuzztime $(FUZZTIME) ./internal/auth

@@ -59,6 +59,8 @@ type Server struct {
 	log      *slog.Logger
 	nextID   atomic.Uint64
 
+	searchParses atomic.Int64 // messages SEARCH has read and parsed (for tests)
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
