@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/repute-mail/repute/internal/control"
 	"github.com/repute-mail/repute/internal/store"
 )
 
@@ -81,21 +83,38 @@ func queueSelector(e *env, name string, args []string, allowAll bool) (store.Que
 	return sel, nil
 }
 
-// queueOp runs one of the queue operations and reports how many entries it touched. A
-// running server picks the change up at its next queue scan (queue.scan_interval).
+// queueOp runs one of the queue operations and reports how many entries it touched. The
+// change is made in the store, so it works whether or not the server runs; a running
+// server is then told over its control socket to look at the queue at once.
 func queueOp(name, verb string, allowAll bool, op func(*store.DB, context.Context, store.QueueSelector) (int64, error)) func(*env, []string) error {
 	return func(e *env, args []string) error {
 		sel, err := queueSelector(e, name, args, allowAll)
 		if err != nil {
 			return err
 		}
-		return withStore(e, func(ctx context.Context, db *store.DB) error {
+		err = withStore(e, func(ctx context.Context, db *store.DB) error {
 			n, err := op(db, ctx, sel)
 			if err == nil {
 				fmt.Fprintf(e.stdout, "%d entries %s\n", n, verb)
 			}
 			return err
 		})
+		if err == nil {
+			wakeServer(e)
+		}
+		return err
+	}
+}
+
+// wakeServer tells a running server that the queue changed. Without one there is
+// nothing to tell: the server reads the queue when it starts.
+func wakeServer(e *env) {
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return
+	}
+	if _, err := control.Send(cfg.DataDir, "wake"); err != nil && !errors.Is(err, control.ErrNotRunning) {
+		fmt.Fprintf(e.stderr, "repute: the running server could not be told (%v); it acts at its next queue scan\n", err)
 	}
 }
 

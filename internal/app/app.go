@@ -26,6 +26,7 @@ import (
 	"github.com/repute-mail/repute/internal/bounce"
 	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/config"
+	"github.com/repute-mail/repute/internal/control"
 	"github.com/repute-mail/repute/internal/delivery"
 	"github.com/repute-mail/repute/internal/dns"
 	"github.com/repute-mail/repute/internal/imapsrv"
@@ -68,6 +69,7 @@ type App struct {
 	smtp        []*session.Server
 	imap        *imapsrv.Server
 	sched       *scheduler.Scheduler
+	control     *control.Server
 	stopSched   context.CancelFunc
 	schedDone   chan struct{}
 
@@ -210,6 +212,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.log.Info("listening", "listener", "metrics", "addr", ml.Addr().String())
 	}
 	a.startScheduler()
+	if err := a.listenControl(); err != nil {
+		return err
+	}
 	for _, l := range ls {
 		nl := a.listeners[l.name]
 		if nl == nil {
@@ -264,6 +269,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	a.mu.Unlock()
+	if a.control != nil {
+		a.control.Close()
+	}
 	if a.stopSched != nil {
 		a.stopSched()
 		<-a.schedDone // deliveries in progress end with their own timeouts or ctx
@@ -508,6 +516,23 @@ func (a *App) startScheduler() {
 		a.sched.Run(ctx)
 	}()
 }
+
+// listenControl serves the admin channel (data_dir/control.sock): admin commands change
+// the store and then tell the running server, which acts at once.
+func (a *App) listenControl() error {
+	a.control = &control.Server{Logger: a.log, Handlers: map[string]control.Handler{
+		"wake": func(context.Context, []string) (string, error) { a.sched.Wake(); return "", nil },
+	}}
+	if path := filepath.Join(a.cfg.DataDir, control.SocketName); len(path) > maxSocketPath {
+		a.log.Warn("control socket path too long for a Unix socket; admin commands take effect at the next queue scan", "path", path)
+		a.control = nil
+		return nil
+	}
+	return a.control.Listen(a.cfg.DataDir)
+}
+
+// maxSocketPath is the longest Unix socket path Linux takes (sun_path is 108 bytes).
+const maxSocketPath = 107
 
 // DB is the open store (after Start).
 func (a *App) DB() *store.DB { return a.db }
