@@ -3,7 +3,12 @@
 //
 // Each failed login from a client address adds a growing delay before the failure is
 // answered; after MaxFailures failures within Window the address is locked out for
-// Lockout, and even a correct password is refused from it. IPv6 clients are counted per /64.
+// Lockout, and even a correct password is refused from it; when the lockout ends, a new
+// window starts. A successful login forgives the address's failures. IPv6 clients are
+// counted per /64. The limit holds for parallel attempts too: an attempt in progress counts
+// as a failure until it succeeds (see Check), so however many connections an address opens,
+// at most MaxFailures wrong passwords from it are evaluated before it is locked out.
+//
 // Failures are also counted per account, but an account is only ever slowed down, never
 // locked: a lockout by account would let anyone lock a user out from anywhere.
 //
@@ -41,10 +46,15 @@ type Guard struct {
 	lastTrim time.Time
 }
 
+// record counts the login failures of one client address (or one account) in the current
+// window. For an address, pending counts the attempts in progress; each holds a slot, so
+// failures+pending never exceeds MaxFailures.
 type record struct {
 	failures    int
-	first       time.Time
+	first       time.Time // of the first failure in the window
 	lockedUntil time.Time
+	pending     int
+	settled     chan struct{} // closed when an attempt in progress ends; nil if none waits
 }
 
 // New returns a guard with production defaults: 10 failures in 15 minutes lock an address
@@ -78,45 +88,51 @@ func key(a netip.Addr) netip.Prefix {
 // Check runs login (the real password check) unless the address is locked out, and records
 // the outcome. isFailure tells a wrong password from other errors (a database error must not
 // count against the client).
+//
+// The limit is exact under concurrency: before login runs, the attempt takes one of the
+// address's MaxFailures slots, and holds it as a failure until login returns. An attempt
+// that finds every slot taken waits (or until ctx ends) for one of the attempts in progress
+// to finish: if those fail, the address is locked out and the waiting attempt refused;
+// if one succeeds, its slot is free again. However many connections an address opens, at
+// most MaxFailures wrong passwords from it are ever evaluated within Window.
 func Check[U any](ctx context.Context, g *Guard, remote netip.Addr, username string,
 	login func() (U, error), isFailure func(error) bool) (U, error) {
 	var zero U
 	k := key(remote)
 	user := strings.ToLower(strings.TrimSpace(username))
-	now := g.Now()
-	g.mu.Lock()
-	g.trim(now)
-	r := g.byAddr[k]
-	if r != nil && now.Before(r.lockedUntil) {
-		g.mu.Unlock()
-		g.Log.Warn("auth: refused login from locked-out address", "remote", remote, "user", user)
-		return zero, ErrLockedOut
-	}
-	g.mu.Unlock()
-
-	u, err := login()
-	if err == nil {
-		g.mu.Lock()
-		delete(g.byAddr, k)
-		g.mu.Unlock()
-		return u, nil
-	}
-	if !isFailure(err) {
+	r, err := g.reserve(ctx, k)
+	if err != nil {
+		if errors.Is(err, ErrLockedOut) {
+			g.Log.Warn("auth: refused login from locked-out address", "remote", remote, "user", user)
+		}
 		return zero, err
 	}
-	g.mu.Lock()
-	ar := g.bump(k, now)
-	ur := g.bumpUser(user, now)
-	locked := false
-	if ar.failures >= g.MaxFailures && !now.Before(ar.lockedUntil) {
-		ar.lockedUntil = now.Add(g.Lockout)
-		locked = true
+	held := true
+	defer func() {
+		if held { // login panicked: give the slot back without counting it
+			g.settle(r, k, settleOther)
+		}
+	}()
+	u, err := login()
+	switch {
+	case err == nil:
+		held = false
+		g.settle(r, k, settleSuccess)
+		return u, nil
+	case !isFailure(err):
+		held = false
+		g.settle(r, k, settleOther)
+		return zero, err
 	}
-	n := max(ar.failures, ur.failures/2)
+	held = false
+	now, failures, locked := g.settle(r, k, settleFailure)
+	g.mu.Lock()
+	ur := g.bumpUser(user, now)
+	n := max(failures, ur.failures/2)
 	g.mu.Unlock()
 	if locked {
 		g.Log.Warn("auth: address locked out after repeated login failures", "remote", remote,
-			"failures", ar.failures, "lockout", g.Lockout)
+			"failures", failures, "lockout", g.Lockout)
 		if g.OnLockout != nil {
 			g.OnLockout(remote)
 		}
@@ -125,17 +141,92 @@ func Check[U any](ctx context.Context, g *Guard, remote netip.Addr, username str
 	return zero, err
 }
 
-func (g *Guard) bump(k netip.Prefix, now time.Time) *record {
-	if g.byAddr == nil {
-		g.byAddr = map[netip.Prefix]*record{}
+// reserve takes a slot for one login attempt from k, waiting while all are taken by
+// attempts in progress. It returns ErrLockedOut for a locked-out address.
+func (g *Guard) reserve(ctx context.Context, k netip.Prefix) (*record, error) {
+	for {
+		now := g.Now()
+		g.mu.Lock()
+		g.trim(now)
+		r := g.byAddr[k]
+		if r == nil {
+			r = &record{}
+			if g.byAddr == nil {
+				g.byAddr = map[netip.Prefix]*record{}
+			}
+			g.byAddr[k] = r
+		}
+		if now.Before(r.lockedUntil) {
+			g.mu.Unlock()
+			return nil, ErrLockedOut
+		}
+		r.expire(now, g.Window)
+		if r.failures+r.pending < g.maxFailures() {
+			r.pending++
+			g.mu.Unlock()
+			return r, nil
+		}
+		if r.settled == nil {
+			r.settled = make(chan struct{})
+		}
+		wait := r.settled
+		g.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	r := g.byAddr[k]
-	if r == nil || now.Sub(r.first) > g.Window && now.After(r.lockedUntil) {
-		r = &record{first: now}
-		g.byAddr[k] = r
+}
+
+// maxFailures is MaxFailures, at least 1: with no slot at all no attempt could ever run.
+func (g *Guard) maxFailures() int { return max(g.MaxFailures, 1) }
+
+// Outcomes of a reserved attempt.
+const (
+	settleSuccess = iota // the right password: the address's failures are forgiven
+	settleFailure        // a wrong password: counted; MaxFailures of them lock the address out
+	settleOther          // anything else (a broken database): not counted
+)
+
+// settle releases the slot r holds for an attempt from k with the given outcome and wakes
+// the attempts waiting for a slot. For a failure it returns the time, the address's
+// failures in the window and whether this failure locked the address out.
+func (g *Guard) settle(r *record, k netip.Prefix, outcome int) (now time.Time, failures int, locked bool) {
+	now = g.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r.pending--
+	switch outcome {
+	case settleSuccess:
+		r.failures = 0
+	case settleFailure:
+		if r.failures == 0 {
+			r.first = now
+		}
+		r.failures++
+		if r.failures >= g.maxFailures() && !now.Before(r.lockedUntil) {
+			r.lockedUntil = now.Add(g.Lockout)
+			locked = true
+		}
 	}
-	r.failures++
-	return r
+	if r.settled != nil {
+		close(r.settled)
+		r.settled = nil
+	}
+	if r.pending == 0 && r.failures == 0 && !now.Before(r.lockedUntil) && g.byAddr[k] == r {
+		delete(g.byAddr, k)
+	}
+	return now, r.failures, locked
+}
+
+// expire starts a new window when the failures counted are older than window, or the
+// lockout they caused is over. Slots held by attempts in progress stay held.
+func (r *record) expire(now time.Time, window time.Duration) {
+	lockOver := !r.lockedUntil.IsZero() && !now.Before(r.lockedUntil)
+	if lockOver || r.failures > 0 && now.Sub(r.first) > window {
+		r.failures, r.lockedUntil = 0, time.Time{}
+	}
 }
 
 func (g *Guard) bumpUser(user string, now time.Time) *record {
@@ -158,7 +249,7 @@ func (g *Guard) trim(now time.Time) {
 	}
 	g.lastTrim = now
 	for k, r := range g.byAddr {
-		if now.Sub(r.first) > g.Window && now.After(r.lockedUntil) {
+		if r.pending == 0 && now.Sub(r.first) > g.Window && now.After(r.lockedUntil) {
 			delete(g.byAddr, k)
 		}
 	}

@@ -1,10 +1,19 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"math/big"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,28 +29,24 @@ func TestParseValid(t *testing.T) {
 		Hostname: "mx1.example.org",
 		DataDir:  "/srv/repute",
 		Listen: Listen{
-			SMTP:        "192.0.2.1:25",
-			Submission:  "192.0.2.1:587",
-			Submissions: "[2001:db8::1]:465",
+			SMTP:        "127.0.0.2:25",
+			Submission:  "127.0.0.2:587",
+			Submissions: "[::]:465",
 			IMAP:        "",
 			IMAPS:       "127.0.0.1:993",
 			HTTP:        ":8080",
 			HTTPS:       "localhost:8443",
 			Metrics:     "127.0.0.1:9325",
 		},
-		TLS: TLS{
-			CertFile:      "/etc/letsencrypt/live/mx1.example.org/fullchain.pem",
-			KeyFile:       "/etc/letsencrypt/live/mx1.example.org/privkey.pem",
-			ACMEDirectory: "https://acme-staging-v02.api.letsencrypt.org/directory",
-		},
+		TLS: TLS{CertFile: "testdata/files/cert.pem", KeyFile: "testdata/files/key.pem"},
 		DNS: DNS{Resolver: "127.0.0.1:5353"},
-		Outbound: Outbound{SourceIPs: []string{"192.0.2.10", "2001:db8::10"}, RemotePort: 2525, Relay: "smarthost.example.net:587",
-			RelayTLS: "starttls", RelayUsername: "repute", RelayPasswordFile: "/etc/repute/relay-password",
+		Outbound: Outbound{SourceIPs: []string{"127.0.0.10", "::ffff:127.0.0.11"}, RemotePort: 2525, Relay: "smarthost.example.net:587",
+			RelayTLS: "starttls", RelayUsername: "repute", RelayPasswordFile: "testdata/files/relay-password",
 			Routes: []Route{{Domains: []string{"outlook.com", "hotmail.com"}, Relay: "relay.example.net:465", TLS: "implicit",
-				Username: "ms", PasswordFile: "/etc/repute/ms-password"}}},
+				Username: "ms", PasswordFile: "testdata/files/ms-password"}}},
 		Queue: Queue{RetryMin: Duration{time.Minute}, RetryMax: Duration{time.Hour}, MaxAge: Duration{72 * time.Hour},
 			DelayWarning: Duration{0}, Concurrency: 50, ScanInterval: Duration{10 * time.Second}},
-		Store: Store{Driver: "postgres", DSN: "postgres://repute@db.example.org/repute"},
+		Store: Store{Driver: "sqlite"},
 		SMTP: SMTP{
 			MaxMessageSize:      10 << 20,
 			MaxRecipients:       100,
@@ -56,8 +61,8 @@ func TestParseValid(t *testing.T) {
 			MessageRatePerIP:    0,
 			RateLimitExempt:     []string{"192.0.2.0/24"},
 		},
-		Bounce: Bounce{RulesFile: "/etc/repute/bounce-rules.toml", TagEnvelope: false, FeedbackAddresses: []string{"fbl@example.org"},
-			BulkSenders: []string{"news@example.org", "@shop.example.org"}, UnsubscribeURL: "https://lists.example.org"},
+		Bounce: Bounce{RulesFile: "testdata/files/bounce-rules.toml", TagEnvelope: false, FeedbackAddresses: []string{"fbl@example.org"},
+			BulkSenders: []string{"news@example.org", "@shop.example.org"}, UnsubscribeURL: "https://lists.example.org/mail"},
 		IMAP: IMAP{MaxConnectionsPerIP: 20, IdleTimeout: Duration{45 * time.Minute}},
 		Log:  Log{Level: "debug", Format: "json"},
 	}
@@ -253,9 +258,10 @@ func TestValidationErrors(t *testing.T) {
 		{"listen port range", "[listen]\nhttps = \"0.0.0.0:70000\"\n", "listen.https", 2, 1, "port 70000 is out of range"},
 		{"listen bad host", "[listen]\nhttp = \"bad host:80\"\n", "listen.http", 2, 1, `host "bad host"`},
 		{"listen duplicate", "[listen]\nsmtp = \"127.0.0.1:2525\"\nsubmission = \"127.0.0.1:2525\"\n", "listen.submission", 3, 1, "already used by listen.smtp"},
-		{"store driver", "[store]\ndriver = \"mysql\"\n", "store.driver", 2, 1, `store.driver = "mysql": unknown driver; allowed: "sqlite", "postgres"`},
-		{"postgres without dsn", "[store]\n\ndriver = \"postgres\"\n", "store.dsn", 3, 1, "store.dsn must be set"},
-		{"postgres with blank dsn", "[store]\ndriver = \"postgres\"\ndsn = \" \"\n", "store.dsn", 3, 1, "store.dsn must be set"},
+		{"store driver", "[store]\ndriver = \"mysql\"\n", "store.driver", 2, 1, `store.driver = "mysql": unknown driver; this version has only "sqlite"`},
+		{"postgres", "[store]\n\ndriver = \"postgres\"\n", "store.driver", 3, 1, `store.driver = "postgres": PostgreSQL is not available in this version; use "sqlite"`},
+		{"postgres with dsn", "[store]\ndriver = \"postgres\"\ndsn = \"postgres://repute@localhost/repute\"\n", "store.driver", 2, 1, "PostgreSQL is not available in this version"},
+		{"dsn with sqlite", "[store]\ndsn = \"postgres://repute@localhost/repute\"\n", "store.dsn", 2, 1, "store.dsn is set, but it is only used with PostgreSQL, which is not available in this version"},
 		{"resolver without port", "[dns]\nresolver = \"127.0.0.1\"\n", "dns.resolver", 2, 1, "use IP:PORT"},
 		{"resolver host name", "[dns]\nresolver = \"dns.example:53\"\n", "dns.resolver", 2, 1, `"dns.example" is not an IP address`},
 		{"resolver port zero", "[dns]\nresolver = \"[::1]:0\"\n", "dns.resolver", 2, 1, "port 0 is out of range"},
@@ -266,7 +272,13 @@ func TestValidationErrors(t *testing.T) {
 		{"relay without port", "[outbound]\nrelay = \"smtp.example.net\"\n", "outbound.relay", 2, 1, "not a host:port address"},
 		{"relay without host", "[outbound]\nrelay = \":587\"\n", "outbound.relay", 2, 1, "the host is missing"},
 		{"relay bad port", "[outbound]\nrelay = \"smtp.example.net:x\"\n", "outbound.relay", 2, 1, `port "x" is not a number`},
-		{"max message size", "[smtp]\nmax_message_size = 0\n", "smtp.max_message_size", 2, 1, "smtp.max_message_size = 0: must be a positive number"},
+		{"max message size", "[smtp]\nmax_message_size = 0\n", "smtp.max_message_size", 2, 1, "smtp.max_message_size = 0: allowed 1024 (1 KiB) to 536870912 (512 MiB) bytes"},
+		{"max message size small", "[smtp]\nmax_message_size = 1023\n", "smtp.max_message_size", 2, 1, "smtp.max_message_size = 1023: allowed 1024"},
+		{"max message size large", "[smtp]\nmax_message_size = 536_870_913\n", "smtp.max_message_size", 2, 1, "smtp.max_message_size = 536870913: allowed"},
+		{"max message size near int64 limit", "[smtp]\n  max_message_size = 9223372036854775807\n", "smtp.max_message_size", 2, 3, "smtp.max_message_size = 9223372036854775807: allowed 1024 (1 KiB) to 536870912 (512 MiB) bytes; messages are held in memory"},
+		{"min free disk large", "[smtp]\nmin_free_disk = 9223372036854775000\n", "smtp.min_free_disk", 2, 1, "up to 1125899906842624 (1 PiB)"},
+		{"retry max over a year", "[queue]\nretry_max = \"8761h\"\n", "queue.retry_max", 2, 1, `queue.retry_max = "8761h0m0s": longer than a year`},
+		{"max age huge", "[queue]\nmax_age = \"2000000h\"\n", "queue.max_age", 2, 1, "longer than a year"},
 		{"max recipients", "[smtp]\nmax_recipients = -1\n", "smtp.max_recipients", 2, 1, "must be a positive number"},
 		{"max connections", "[smtp]\nmax_connections = 0\n", "smtp.max_connections", 2, 1, "must be a positive number"},
 		{"max connections per ip", "[smtp]\nmax_connections_per_ip = 0\n", "smtp.max_connections_per_ip", 2, 1, "must be a positive number"},
@@ -277,9 +289,54 @@ func TestValidationErrors(t *testing.T) {
 		{"idle timeout", "[imap]\nidle_timeout = \"0s\"\n", "imap.idle_timeout", 2, 1, "must be a positive duration"},
 		{"cert without key", "[tls]\ncert_file = \"/c.pem\"\n", "tls.key_file", 2, 1, "tls.key_file is empty but tls.cert_file is set; set both"},
 		{"key without cert", "[tls]\nkey_file = \"/k.pem\"\n", "tls.cert_file", 2, 1, "tls.cert_file is empty but tls.key_file is set"},
-		{"acme and files", "[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\nacme_email = \"a@example.com\"\n", "tls.acme_email", 4, 1, "not both"},
-		{"acme email", "[tls]\nacme_email = \"postmaster\"\n", "tls.acme_email", 2, 1, "not an email address"},
-		{"acme directory", "[tls]\nacme_directory = \"letsencrypt\"\n", "tls.acme_directory", 2, 1, "must be the https:// URL"},
+		{"acme email", "[tls]\nacme_email = \"ops@example.com\"\n", "tls.acme_email", 2, 1, "tls.acme_email is set, but ACME is not available in this version; set tls.cert_file and tls.key_file"},
+		{"acme directory", "[tls]\nacme_directory = \"https://acme-v02.api.letsencrypt.org/directory\"\n", "tls.acme_directory", 2, 1, "tls.acme_directory is set, but ACME is not available in this version"},
+		{"data_dir is a file", "data_dir = \"testdata/full.toml\"\n", "data_dir", 1, 1, `data_dir = "testdata/full.toml": exists but is not a directory`},
+		{"listen wildcard then specific", "[listen]\nsmtp = \"0.0.0.0:2525\"\nsubmission = \"127.0.0.1:2525\"\n", "listen.submission", 3, 1, `port 2525 is already taken on every address by listen.smtp = "0.0.0.0:2525"`},
+		{"listen specific then wildcard", "[listen]\nsmtp = \"127.0.0.1:2525\"\nsubmission = \"[::]:2525\"\n", "listen.submission", 3, 1, `a wildcard address takes port 2525 on every address, and listen.smtp = "127.0.0.1:2525" already uses it`},
+		{"listen two wildcards", "[listen]\nsmtp = \":2525\"\nsubmission = \"0.0.0.0:2525\"\n", "listen.submission", 3, 1, "already taken on every address"},
+		{"listen same address spelt twice", "[listen]\nsmtp = \"127.0.0.1:2525\"\nsubmission = \"[::ffff:127.0.0.1]:02525\"\n", "listen.submission", 3, 1, "already used by listen.smtp"},
+		{"resolver bracketed IPv4", "[dns]\nresolver = \"[127.0.0.1]:53\"\n", "dns.resolver", 2, 1, "an IPv4 address does not"},
+		{"resolver unspecified", "[dns]\nresolver = \"0.0.0.0:53\"\n", "dns.resolver", 2, 1, "0.0.0.0 is not the address of a DNS server"},
+		{"source ip unspecified", "[outbound]\nsource_ips = [\"0.0.0.0\"]\n", "outbound.source_ips", 2, 1, "the unspecified address; leave source_ips empty"},
+		{"source ip multicast", "[outbound]\nsource_ips = [\"ff02::1\"]\n", "outbound.source_ips", 2, 1, "a multicast address"},
+		{"relay tls without relay", "[outbound]\nrelay_tls = \"implicit\"\n", "outbound.relay_tls", 2, 1, "outbound.relay_tls is set but outbound.relay is empty"},
+		{"relay user without relay", "[outbound]\nrelay_username = \"u\"\nrelay_password_file = \"testdata/files/relay-password\"\n", "outbound.relay_username", 2, 1, "outbound.relay_username is set but outbound.relay is empty"},
+		{"relay user without password file", "[outbound]\nrelay = \"smtp.example.net:587\"\nrelay_username = \"u\"\n", "outbound.relay_username", 3, 1, "outbound.relay_username is set but outbound.relay_password_file is not"},
+		{"relay password file without user", "[outbound]\nrelay = \"smtp.example.net:587\"\nrelay_password_file = \"testdata/files/relay-password\"\n", "outbound.relay_password_file", 3, 1, "outbound.relay_password_file is set but outbound.relay_username is not"},
+		{"relay password file missing", "[outbound]\nrelay = \"smtp.example.net:587\"\nrelay_username = \"u\"\nrelay_password_file = \"testdata/files/absent\"\n", "outbound.relay_password_file", 4, 1, `outbound.relay_password_file = "testdata/files/absent": no such file`},
+		{"relay password file is a directory", "[outbound]\nrelay = \"smtp.example.net:587\"\nrelay_username = \"u\"\nrelay_password_file = \"testdata\"\n", "outbound.relay_password_file", 4, 1, "not a regular file"},
+		{"route password file missing", "[[outbound.routes]]\ndomains = [\"example.com\"]\nrelay = \"relay.example.net:587\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n", "outbound.routes[0].password_file", 5, 1, `outbound.routes[0].password_file = "/nonexistent/pw": no such file`},
+		{"route user without password file", "[[outbound.routes]]\ndomains = [\"example.com\"]\nrelay = \"relay.example.net:587\"\nusername = \"u\"\n", "outbound.routes[0].username", 4, 1, "outbound.routes[0].username is set but outbound.routes[0].password_file is not"},
+		{"cert file missing", "[tls]\ncert_file = \"testdata/files/absent.pem\"\nkey_file = \"testdata/files/key.pem\"\n", "tls.cert_file", 2, 1, `tls.cert_file = "testdata/files/absent.pem": no such file`},
+		{"key file missing", "[tls]\ncert_file = \"testdata/files/cert.pem\"\nkey_file = \"testdata/files/absent.pem\"\n", "tls.key_file", 3, 1, `tls.key_file = "testdata/files/absent.pem": no such file`},
+		{"cert and key swapped", "[tls]\ncert_file = \"testdata/files/key.pem\"\nkey_file = \"testdata/files/cert.pem\"\n", "tls.cert_file", 2, 1, "holds a private key, not a certificate; are tls.cert_file and tls.key_file swapped?"},
+		{"cert file is a device", "[tls]\ncert_file = \"/dev/zero\"\nkey_file = \"testdata/files/key.pem\"\n", "tls.cert_file", 2, 1, `tls.cert_file = "/dev/zero": not a regular file`},
+		{"rules file missing", "[bounce]\nrules_file = \"testdata/files/absent.toml\"\n", "bounce.rules_file", 2, 1, `bounce.rules_file = "testdata/files/absent.toml": no such file`},
+		{"dnsbl one label", "[smtp]\ndnsbl = [\"spamhaus\"]\n", "smtp.dnsbl", 2, 1, `smtp.dnsbl: "spamhaus": a blocklist zone has at least two labels`},
+		{"dnsbl twice", "[smtp]\ndnsbl = [\"zen.spamhaus.org\", \"ZEN.spamhaus.org\"]\n", "smtp.dnsbl", 2, 1, `"ZEN.spamhaus.org": listed twice`},
+		{"dnsbl too long", "[smtp]\ndnsbl = [\"" + strings.Repeat("a.", 95) + "org\"]\n", "smtp.dnsbl", 2, 1, "longer than 189 characters, too long for IPv6 queries"},
+		{"rate limit exempt", "[smtp]\nrate_limit_exempt = [\"127.0.0.1\"]\n", "smtp.rate_limit_exempt", 2, 1, `smtp.rate_limit_exempt: "127.0.0.1" is not a network; use CIDR notation`},
+		{"bulk sender bare at", "[bounce]\nbulk_senders = [\"@\"]\n", "bounce.bulk_senders", 2, 1, `bounce.bulk_senders: "@": the domain after @ is empty; list addresses such as "news@example.org" or whole domains such as "@shop.example.org"`},
+		{"bulk sender without domain", "[bounce]\nbulk_senders = [\"news@\"]\n", "bounce.bulk_senders", 2, 1, `"news@": the domain after @ is empty`},
+		{"bulk sender without at", "[bounce]\nbulk_senders = [\"shop.example.org\"]\n", "bounce.bulk_senders", 2, 1, `"shop.example.org": not an address (no @)`},
+		{"bulk sender bad domain", "[bounce]\nbulk_senders = [\"@shop..example.org\"]\n", "bounce.bulk_senders", 2, 1, "empty label"},
+		{"bulk sender space", "[bounce]\nbulk_senders = [\"news letter@example.org\"]\n", "bounce.bulk_senders", 2, 1, `the local part contains " "`},
+		{"bulk sender dots", "[bounce]\nbulk_senders = [\"news.@example.org\"]\n", "bounce.bulk_senders", 2, 1, "starts or ends with a dot"},
+		{"bulk sender two ats", "[bounce]\nbulk_senders = [\"a@b@example.org\"]\n", "bounce.bulk_senders", 2, 1, `the local part contains "@"`},
+		{"feedback address domain only", "[bounce]\nfeedback_addresses = [\"@example.org\"]\n", "bounce.feedback_addresses", 2, 1, `bounce.feedback_addresses: "@example.org": the local part before @ is empty`},
+		{"unsubscribe javascript", "[bounce]\nunsubscribe_url = \"javascript:alert(1)\"\n", "bounce.unsubscribe_url", 2, 1, `bounce.unsubscribe_url = "javascript:alert(1)": scheme "javascript" is not allowed`},
+		{"unsubscribe relative", "[bounce]\nunsubscribe_url = \"mail.example.org/x\"\n", "bounce.unsubscribe_url", 2, 1, "not an absolute URL"},
+		{"unsubscribe no host", "[bounce]\nunsubscribe_url = \"https:///x\"\n", "bounce.unsubscribe_url", 2, 1, "the host is missing"},
+		{"unsubscribe opaque", "[bounce]\nunsubscribe_url = \"https:mail.example.org\"\n", "bounce.unsubscribe_url", 2, 1, "the host is missing"},
+		{"unsubscribe ftp", "[bounce]\nunsubscribe_url = \"ftp://mail.example.org\"\n", "bounce.unsubscribe_url", 2, 1, `scheme "ftp" is not allowed`},
+		{"unsubscribe user info", "[bounce]\nunsubscribe_url = \"https://u:p@mail.example.org\"\n", "bounce.unsubscribe_url", 2, 1, "must not contain a user name or password"},
+		{"unsubscribe query", "[bounce]\nunsubscribe_url = \"https://mail.example.org/?a=b\"\n", "bounce.unsubscribe_url", 2, 1, "must not have a query"},
+		{"unsubscribe fragment", "[bounce]\nunsubscribe_url = \"https://mail.example.org/#x\"\n", "bounce.unsubscribe_url", 2, 1, "must not have a fragment"},
+		{"unsubscribe angle bracket", "[bounce]\nunsubscribe_url = \"https://mail.example.org/>x\"\n", "bounce.unsubscribe_url", 2, 1, `contains ">", which a URL cannot`},
+		{"unsubscribe line break", "[bounce]\nunsubscribe_url = \"https://mail.example.org/\\r\\nBcc: x\"\n", "bounce.unsubscribe_url", 2, 1, `contains "\r"`},
+		{"unsubscribe bad port", "[bounce]\nunsubscribe_url = \"https://mail.example.org:99999\"\n", "bounce.unsubscribe_url", 2, 1, "port 99999 is out of range"},
+		{"unsubscribe bad host", "[bounce]\nunsubscribe_url = \"https://mail_1.example.org\"\n", "bounce.unsubscribe_url", 2, 1, `host "mail_1.example.org"`},
 		{"log level", "[log]\nlevel = \"verbose\"\n", "log.level", 2, 1, `log.level = "verbose": allowed: "debug", "info", "warn", "error"`},
 		{"log format", "log.format = \"xml\"\n", "log.format", 1, 5, `allowed: "text", "json"`},
 	})
@@ -290,11 +347,17 @@ func TestValidAddresses(t *testing.T) {
 		"[listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"127.0.0.1:0\"\n",
 		"[listen]\nsmtp = \"[::]:25\"\nimap = \"localhost:143\"\nhttp = \":80\"\n",
 		"[dns]\nresolver = \"[2001:db8::53]:53\"\n",
-		"[outbound]\nrelay = \"[2001:db8::25]:25\"\nsource_ips = [\"::1\", \"127.0.0.1\"]\n",
+		"[outbound]\nrelay = \"[2001:db8::25]:25\"\nsource_ips = [\"127.0.0.1\", \"127.0.0.2\"]\n",
 		"hostname = \"localhost\"\n",
 		"hostname = \"xn--bcher-kva.example\"\n",
 		"hostname = \"1mail.example.com\"\n",
-		"[tls]\nacme_email = \"ops@example.com\"\nacme_directory = \"https://localhost:14000/dir\"\n",
+		"[listen]\nsmtp = \"127.0.0.1:25\"\nsubmission = \"127.0.0.2:25\"\nimap = \"0.0.0.0:143\"\nimaps = \"[::]:993\"\nhttp = \"localhost:80\"\nhttps = \"localhost:443\"\n",
+		"[smtp]\nmax_message_size = 1024\nmin_free_disk = 1125899906842624\n",
+		"[smtp]\nmax_message_size = 536870912\ndnsbl = [\"zen.spamhaus.org\", \"bl.spamcop.net\"]\n",
+		"[queue]\nretry_max = \"8760h\"\nmax_age = \"8760h\"\n",
+		"[bounce]\nbulk_senders = [\"news@example.org\", \"@shop.example.org\", \"first.last+tag@example.org\", \"jörg@example.org\"]\n",
+		"[bounce]\nfeedback_addresses = [\"fbl@example.org\"]\nunsubscribe_url = \"http://127.0.0.1:8080/base/\"\n",
+		"[bounce]\nunsubscribe_url = \"https://[2001:db8::1]:8443\"\n",
 	}
 	for _, text := range tests {
 		if _, err := Parse([]byte(text)); err != nil {
@@ -310,7 +373,7 @@ func TestSeveralErrorsInFileOrder(t *testing.T) {
 		t.Fatal("no error")
 	}
 	lines := strings.Split(err.Error(), "\n")
-	want := []string{":2:1: smtp.max_recipients", ":4:1: log.level", ":6:1: store.dsn"}
+	want := []string{":2:1: smtp.max_recipients", ":4:1: log.level", ":6:1: store.driver"}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d errors, want %d:\n%v", len(lines), len(want), err)
 	}
@@ -512,4 +575,128 @@ func writeFile(t *testing.T, text string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestMessageSizeFromFile is the reported case: a size near the int64 limit passed the
+// check, and every size computed from it overflowed, refusing every message.
+func TestMessageSizeFromFile(t *testing.T) {
+	path := writeFile(t, "hostname = \"mail.example.com\"\n[smtp]\nmax_message_size = 9_223_372_036_854_775_000\n")
+	_, err := Load(path)
+	want := path + ":3:1: smtp.max_message_size = 9223372036854775000: allowed 1024 (1 KiB) to 536870912 (512 MiB) bytes"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want prefix %q", err, want)
+	}
+}
+
+// TestFileChecks runs the checks of the files the configuration names against real files.
+func TestFileChecks(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cert, key := writeKeyPair(t, dir, "a")
+	_, otherKey := writeKeyPair(t, dir, "b")
+	garbage := write("garbage.pem", "not PEM at all\n")
+	badCert := write("bad-cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")})))
+	badKey := write("bad-key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("junk")})))
+	empty := write("empty", "")
+	blankFirst := write("blank-first", "\nsecret\n")
+	crlf := write("crlf", "secret\r\n")
+
+	tlsText := func(cert, key string) string {
+		return fmt.Sprintf("[tls]\ncert_file = %q\nkey_file = %q\n", cert, key)
+	}
+	relayText := func(pw string) string {
+		return fmt.Sprintf("[outbound]\nrelay = \"smtp.example.net:587\"\nrelay_username = \"u\"\nrelay_password_file = %q\n", pw)
+	}
+	for _, ok := range []string{tlsText(cert, key), relayText(crlf), "[bounce]\nrules_file = " + strconv.Quote(empty) + "\n"} {
+		if _, err := Parse([]byte(ok)); err != nil {
+			t.Errorf("Parse(%q): %v", ok, err)
+		}
+	}
+	runErrorCases(t, []errorCase{
+		{"garbage cert", tlsText(garbage, key), "tls.cert_file", 2, 1, `no PEM "CERTIFICATE" block found`},
+		{"garbage key", tlsText(cert, garbage), "tls.key_file", 3, 1, "no PEM private key block found"},
+		{"cert does not parse", tlsText(badCert, key), "tls.cert_file", 2, 1, "the certificate does not parse"},
+		{"key does not parse", tlsText(cert, badKey), "tls.key_file", 3, 1, "does not go with the certificate in tls.cert_file"},
+		{"key of another certificate", tlsText(cert, otherKey), "tls.key_file", 3, 1, fmt.Sprintf("tls.key_file = %q does not go with the certificate in tls.cert_file = %q: private key does not match public key", otherKey, cert)},
+		{"cert given as key", tlsText(cert, cert), "tls.key_file", 3, 1, "holds a certificate, not a private key"},
+		{"empty password file", relayText(empty), "outbound.relay_password_file", 4, 1, "the first line is empty; it must hold the password"},
+		{"password on the second line", relayText(blankFirst), "outbound.relay_password_file", 4, 1, "the first line is empty"},
+	})
+
+	if os.Geteuid() == 0 {
+		t.Log("running as root: unreadable files cannot be tested")
+		return
+	}
+	unreadable := write("unreadable", "secret\n")
+	if err := os.Chmod(unreadable, 0); err != nil {
+		t.Fatal(err)
+	}
+	runErrorCases(t, []errorCase{
+		{"unreadable password file", relayText(unreadable), "outbound.relay_password_file", 4, 1, "permission denied: not readable by this user"},
+		{"unreadable key", tlsText(cert, unreadable), "tls.key_file", 3, 1, "permission denied"},
+		{"unreadable rules", "[bounce]\nrules_file = " + strconv.Quote(unreadable) + "\n", "bounce.rules_file", 2, 1, "permission denied"},
+	})
+}
+
+// writeKeyPair writes a self-signed certificate and its key as PEM files.
+func writeKeyPair(t *testing.T, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"mail.example.com"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, name+"-cert.pem"), filepath.Join(dir, name+"-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestHostAddresses checks that listen and source addresses must belong to this host.
+func TestHostAddresses(t *testing.T) {
+	l := &localAddrs{addrs: map[netip.Addr]bool{netip.MustParseAddr("192.0.2.7"): true, netip.MustParseAddr("2001:db8::7"): true}}
+	for addr, want := range map[string]bool{
+		"192.0.2.7": true, "::ffff:192.0.2.7": true, "2001:db8::7": true, "127.0.0.1": true, "127.9.9.9": true,
+		"192.0.2.8": false, "2001:db8::8": false, "::1": false,
+	} {
+		if got := l.check(netip.MustParseAddr(addr)) == ""; got != want {
+			t.Errorf("check(%s) local = %v, want %v", addr, got, want)
+		}
+	}
+	l.nonlocal6 = true
+	if msg := l.check(netip.MustParseAddr("2001:db8::8")); msg != "" {
+		t.Errorf("with ip_nonlocal_bind, IPv6 addresses are bindable: %s", msg)
+	}
+	if msg := (&localAddrs{unknown: true}).check(netip.MustParseAddr("192.0.2.8")); msg != "" {
+		t.Errorf("interfaces unknown: nothing may be refused: %s", msg)
+	}
+
+	// This host's own list: loopback is always there; a documentation address (RFC 5737)
+	// is not, unless this host binds non-local addresses.
+	if listLocalAddrs().check(netip.MustParseAddr("192.0.2.1")) == "" {
+		t.Skip("this host accepts 192.0.2.1 (ip_nonlocal_bind?)")
+	}
+	runErrorCases(t, []errorCase{
+		{"listen", "[listen]\nsmtp = \"192.0.2.1:25\"\n", "listen.smtp", 2, 1, `listen.smtp = "192.0.2.1:25": 192.0.2.1 is not an address of this host`},
+		{"source ip", "[outbound]\nsource_ips = [\"127.0.0.1\", \"192.0.2.1\"]\n", "outbound.source_ips", 2, 1, `outbound.source_ips: "192.0.2.1": 192.0.2.1 is not an address of this host; every delivery from it would fail`},
+	})
 }

@@ -17,6 +17,11 @@ import (
 var errBareLF = smtp.Errorf(554, "5.5.2", "Message refused: bare LF or CR in message data; lines must end with CRLF (RFC 5321 section 2.3.8)")
 
 // errTooBig is the reply to data beyond the message size limit.
+// errNUL marks message data with a NUL byte. RFC 5322 §2.3 does not allow it, and a
+// relay that passes it on lets a receiver that strips NULs see "\r\n\x00.\r\n" as the end
+// of the data: SMTP smuggling one hop further on, through our address.
+var errNUL = smtp.Errorf(554, "5.6.0", "Message refused: NUL character in message data (RFC 5322 section 2.3)")
+
 func errTooBig(max int64) *smtp.Reply {
 	return smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size (%d bytes)", max)
 }
@@ -116,8 +121,12 @@ func readDotData(br *bufio.Reader, out *bytes.Buffer, max int64) error {
 			}
 		}
 		proper, crlf := checkPiece(piece, whole, &cr)
-		if !proper && failure == nil {
+		switch {
+		case failure != nil:
+		case !proper:
 			failure = errBareLF
+		case bytes.IndexByte(piece, 0) >= 0:
+			failure = errNUL
 		}
 		if failure == nil {
 			if fits(int64(out.Len()), int64(len(piece)), max) {
@@ -232,6 +241,9 @@ func (c *conn) cmdBdat(arg string) {
 		c.reply(smtp.Errorf(250, "2.0.0", "%d bytes received", size))
 	case !properText(c.bdat.Bytes()):
 		c.replyErr(errBareLF)
+		c.resetTx()
+	case bytes.IndexByte(c.bdat.Bytes(), 0) >= 0:
+		c.replyErr(errNUL)
 		c.resetTx()
 	default:
 		c.finish(c.bdat.Bytes())

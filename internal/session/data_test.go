@@ -22,19 +22,20 @@ import (
 
 // smugglingVariants are the end-of-data sequences published for SMTP smuggling (SEC
 // Consult, December 2023, and the follow-ups): each is something a lax server takes for
-// CRLF.CRLF. Only the NUL one is proper CRLF text; the others have a bare CR or LF.
+// CRLF.CRLF. All but the NUL one have a bare CR or LF; the NUL one is proper CRLF text,
+// but a receiver that strips NULs would see its end of data, so it is refused too.
 var smugglingVariants = []struct {
-	name   string
-	eod    string
-	proper bool // every line ends in CRLF: the whole is one legitimate message
+	name    string
+	eod     string
+	refusal string // the reply to the whole: code and enhanced code
 }{
-	{"LF.LF", "\n.\n", false},
-	{"LF.CRLF", "\n.\r\n", false},
-	{"CR.CR", "\r.\r", false},
-	{"CRLF.CR", "\r\n.\r", false},
-	{"CR.CRLF", "\r.\r\n", false},
-	{"CRLF.LF", "\r\n.\n", false},
-	{"CRLF.NUL.CRLF", "\r\n\x00.\r\n", true},
+	{"LF.LF", "\n.\n", "554 5.5.2"},
+	{"LF.CRLF", "\n.\r\n", "554 5.5.2"},
+	{"CR.CR", "\r.\r", "554 5.5.2"},
+	{"CRLF.CR", "\r\n.\r", "554 5.5.2"},
+	{"CR.CRLF", "\r.\r\n", "554 5.5.2"},
+	{"CRLF.LF", "\r\n.\n", "554 5.5.2"},
+	{"CRLF.NUL.CRLF", "\r\n\x00.\r\n", "554 5.6.0"},
 }
 
 // smuggle returns message data whose first message ends with eod, followed by the

@@ -15,6 +15,10 @@
 // bounded by the disk's fsync rate; in the database a whole batch of bodies shares the WAL's
 // one fsync. docs/ARCHITECTURE.md records the measurement.
 //
+// The database holds DKIM private keys and password hashes, so Open creates it with mode
+// 0600 whatever the umask (SQLite gives its -wal and -shm files the same mode) and takes
+// group and other permissions away from an existing one, saying so in the log.
+//
 // All SQL lives in this package, behind methods named for what they do, so that a PostgreSQL
 // implementation (multi-node, a later step) can provide the same methods.
 //
@@ -27,6 +31,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -108,17 +113,21 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("store: create directory: %w", err)
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := protectFiles(opts.Path, log); err != nil {
+		return nil, err
+	}
 	db := &DB{
 		path:   opts.Path,
-		log:    opts.Logger,
+		log:    log,
 		now:    opts.Now,
 		reqs:   make(chan *writeReq, 1024),
 		done:   make(chan struct{}),
 		closed: make(chan struct{}),
 		max:    opts.MaxBatch,
-	}
-	if db.log == nil {
-		db.log = slog.Default()
 	}
 	if db.now == nil {
 		db.now = time.Now
@@ -156,6 +165,50 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	go db.writer()
 	return db, nil
+}
+
+// fileMode is the mode of the database file and of the -wal and -shm files beside it: the
+// database holds DKIM private keys and password hashes, for the server's user only.
+const fileMode = 0o600
+
+// protectFiles creates the database file at path with fileMode if it does not exist, and
+// takes the group and other permissions away from it and its -wal and -shm files if they
+// have any (logging each change). The file is created here, not by SQLite, so that its mode
+// does not depend on the umask; SQLite creates the -wal and -shm files with the mode of the
+// database file.
+func protectFiles(path string, log *slog.Logger) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
+	switch {
+	case err == nil:
+		err = f.Chmod(fileMode) // the umask may have taken bits away
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("store: create %s: %w", path, err)
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		perm := fi.Mode().Perm()
+		if perm&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(p, perm&^0o077); err != nil {
+			return fmt.Errorf("store: %s is open to other users (mode %#o) and cannot be restricted: %w", p, perm, err)
+		}
+		log.Warn("store: database file was open to other users; restricted it to its owner",
+			"file", p, "old_mode", fmt.Sprintf("%#o", perm), "new_mode", fmt.Sprintf("%#o", perm&^0o077))
+	}
+	return nil
 }
 
 // Close stops the writer after the requests already queued, and closes the database.
