@@ -9,10 +9,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"expvar"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -82,9 +84,6 @@ type App struct {
 func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if cfg.Store.Driver != "sqlite" {
-		return nil, fmt.Errorf("store.driver %q: only \"sqlite\" is available in this version", cfg.Store.Driver)
 	}
 	if log == nil {
 		log = slog.Default()
@@ -210,6 +209,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.mu.Unlock()
 		go a.metricsSrv.Serve(ml)
 		a.log.Info("listening", "listener", "metrics", "addr", ml.Addr().String())
+	}
+	if err := a.listenDebug(); err != nil {
+		return err
 	}
 	a.startScheduler()
 	if err := a.listenControl(); err != nil {
@@ -529,6 +531,33 @@ func (a *App) listenControl() error {
 		return nil
 	}
 	return a.control.Listen(a.cfg.DataDir)
+}
+
+// listenDebug serves Go's profiler and runtime statistics on listen.debug (loopback
+// only, checked by config.Validate), so that a slow production server can be examined.
+func (a *App) listenDebug() error {
+	if a.cfg.Listen.Debug == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", a.cfg.Listen.Debug)
+	if err != nil {
+		return fmt.Errorf("listen.debug = %q: %w", a.cfg.Listen.Debug, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/vars", expvar.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.webSrv = append(a.webSrv, srv)
+	a.mu.Lock()
+	a.listeners["debug"] = l
+	a.mu.Unlock()
+	a.log.Info("listening", "listener", "debug", "addr", l.Addr().String())
+	go srv.Serve(l)
+	return nil
 }
 
 // maxSocketPath is the longest Unix socket path Linux takes (sun_path is 108 bytes).

@@ -23,6 +23,7 @@ var layering = map[string][]string{
 	"internal/config":        {},
 	"internal/authguard":     {},
 	"internal/dns":           {},
+	"internal/control":       {},
 	"internal/dns/dnstest":   {},
 	"internal/dsn":           {},
 	"internal/classify":      {"internal/provider"},

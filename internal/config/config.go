@@ -55,6 +55,7 @@ type Listen struct {
 	HTTP        string `toml:"http"`
 	HTTPS       string `toml:"https"`
 	Metrics     string `toml:"metrics"` // Prometheus /metrics over plain HTTP; "" = off
+	Debug       string `toml:"debug"`   // pprof and runtime stats, loopback only; "" = off
 }
 
 // TLS selects the certificate. With neither files nor ACME, a self-signed certificate for

@@ -337,6 +337,8 @@ func TestValidationErrors(t *testing.T) {
 		{"unsubscribe line break", "[bounce]\nunsubscribe_url = \"https://mail.example.org/\\r\\nBcc: x\"\n", "bounce.unsubscribe_url", 2, 1, `contains "\r"`},
 		{"unsubscribe bad port", "[bounce]\nunsubscribe_url = \"https://mail.example.org:99999\"\n", "bounce.unsubscribe_url", 2, 1, "port 99999 is out of range"},
 		{"unsubscribe bad host", "[bounce]\nunsubscribe_url = \"https://mail_1.example.org\"\n", "bounce.unsubscribe_url", 2, 1, `host "mail_1.example.org"`},
+		{"debug not loopback", "[listen]\ndebug = \"0.0.0.0:6060\"\n", "listen.debug", 2, 1, "must stay on a loopback address"},
+		{"debug by name", "[listen]\ndebug = \"localhost:6060\"\n", "listen.debug", 2, 1, "must stay on a loopback address"},
 		{"log level", "[log]\nlevel = \"verbose\"\n", "log.level", 2, 1, `log.level = "verbose": allowed: "debug", "info", "warn", "error"`},
 		{"log format", "log.format = \"xml\"\n", "log.format", 1, 5, `allowed: "text", "json"`},
 	})

@@ -111,6 +111,7 @@ func (c *Config) validateListen(v *validator) {
 		{"listen.http", c.Listen.HTTP},
 		{"listen.https", c.Listen.HTTPS},
 		{"listen.metrics", c.Listen.Metrics},
+		{"listen.debug", c.Listen.Debug},
 	} {
 		if l.addr == "" {
 			continue
@@ -132,6 +133,10 @@ func (c *Config) validateListen(v *validator) {
 				v.addf(l.key, "%s = %q: %s; listen on one of this host's addresses, or on \"0.0.0.0\" (every address)", l.key, l.addr, msg)
 				continue
 			}
+		}
+		if l.key == "listen.debug" && (err != nil || !ip.IsLoopback()) {
+			v.addf(l.key, "%s = %q: the profiling endpoint shows the server's memory and must stay on a loopback address such as \"127.0.0.1:6060\"", l.key, l.addr)
+			continue
 		}
 		if msg := la.conflict(taken); msg != "" {
 			v.addf(l.key, "%s = %q: %s; each listener needs its own address", l.key, l.addr, msg)
