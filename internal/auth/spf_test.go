@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,9 +21,10 @@ import (
 	"github.com/repute-mail/repute/internal/dns/dnstest"
 )
 
-// spfSuitePath is the RFC 7208 test suite (openspf.org, release 2014.04). It is read in
-// place and never copied into the repository.
-const spfSuitePath = "/work/shared/conformance/spf/rfc7208-tests.yml"
+// spfSuitePath is the RFC 7208 test suite (openspf.org, release 2014.04), in the shared
+// conformance material kept beside the checkout (../shared). It is read in place and never
+// copied into the repository.
+var spfSuitePath = filepath.Join("..", "..", "..", "shared", "conformance", "spf", "rfc7208-tests.yml")
 
 // spfSuiteSkips lists the suite's tests that are not run, with the reason.
 //

@@ -13,7 +13,7 @@ import (
 // than a normal one.
 const MaxReplyBytes = 8 << 10
 
-// Categories (DESIGN.md §5.3). Exactly one is set on every Result.
+// Categories (docs/CONTRACTS.md §3). Exactly one is set on every Result.
 const (
 	BadMailbox       = "bad_mailbox"
 	InactiveMailbox  = "inactive_mailbox"
@@ -36,7 +36,7 @@ const (
 	Other            = "other"
 )
 
-// Actions (DESIGN.md §5.3): what the scheduler, the shaper and the admin should do.
+// Actions (docs/CONTRACTS.md §3): what the scheduler, the shaper and the admin should do.
 const (
 	ActionRetry             = "retry"              // try the message again later, as usual
 	ActionSlowDown          = "slow_down"          // lower the rate to this provider, then retry
@@ -46,7 +46,7 @@ const (
 	ActionBounce            = "bounce"             // give up on this message and tell the sender
 )
 
-// Categories lists every category, in the order of DESIGN.md §5.3.
+// Categories lists every category, in the order of docs/CONTRACTS.md §3.
 var Categories = []string{
 	BadMailbox, InactiveMailbox, BadDomain, MailboxFull, MessageTooLarge, Greylisted,
 	RateLimited, IPReputation, DomainReputation, Authentication, ReverseDNS, ContentSpam,
@@ -59,11 +59,11 @@ var Actions = []string{
 	ActionFixSetup, ActionBounce,
 }
 
-// Result is the classification of one SMTP reply (DESIGN.md §5.3; the JSON field names are
+// Result is the classification of one SMTP reply (docs/CONTRACTS.md §3; the JSON field names are
 // a contract).
 type Result struct {
 	Category  string `json:"category"`  // one of Categories
-	Provider  string `json:"provider"`  // provider id (DESIGN.md §5.4), "" when unknown
+	Provider  string `json:"provider"`  // provider id (docs/CONTRACTS.md §4), "" when unknown
 	Temporary bool   `json:"temporary"` // how the sender should treat it (see the package doc)
 	Action    string `json:"action"`    // one of Actions
 	Advice    string `json:"advice"`    // one sentence for the admin: what it means, what to do

@@ -431,7 +431,7 @@ func TestBuiltinTables(t *testing.T) {
 		"orange", "mailru", "yandex", "zoho", "proton", "fastmail", "proofpoint", "mimecast",
 		"barracuda", "spamhaus", "spamcop"} {
 		if c.byID[id] == nil {
-			t.Errorf("provider %q missing (DESIGN.md §5.4)", id)
+			t.Errorf("provider %q missing (docs/CONTRACTS.md §4)", id)
 		}
 	}
 	seen := map[string]bool{}

@@ -1,7 +1,7 @@
 // Package classify is Repute's bounce intelligence: it turns the reply of a remote SMTP
 // server into a category, the provider that answered, whether the sender should treat the
 // failure as temporary, an action for the scheduler and one sentence of advice for the
-// admin (DESIGN.md §5.3, §5.4). It is a pure function of its input: no network, no clock,
+// admin (docs/CONTRACTS.md §3, §4). It is a pure function of its input: no network, no clock,
 // no state beyond the compiled tables, so it is table-tested against a golden corpus of
 // real-world replies (testdata/corpus.tsv) and fuzzed.
 //

@@ -27,7 +27,7 @@ func DefaultPath() string {
 }
 
 // Config is the whole server configuration. Field tags are the TOML keys; the keys named
-// in the design contract (hostname, data_dir, [listen], [tls], [dns], [outbound], [store])
+// in the contract of docs/CONTRACTS.md §2 (hostname, data_dir, [listen], [tls], [dns], [outbound], [store])
 // must keep their names.
 type Config struct {
 	Hostname string `toml:"hostname"` // EHLO name, TLS name, expected PTR

@@ -1,7 +1,7 @@
 // Package obs is observability: the developer trace log (log/slog set-up), Prometheus
 // metrics on a private registry (metrics.go) and the mail-event log, one JSON object per
 // line in data_dir/events.log with a closed vocabulary of events and stable field names
-// (DESIGN.md §5.5) that the dashboard and reputation engine read.
+// (docs/CONTRACTS.md §5) that the dashboard and reputation engine read.
 //
 // The event log is a record, not the source of truth: the store is. What it guarantees:
 //

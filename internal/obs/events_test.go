@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// The mail-event log's field names are a contract (DESIGN §5.5): every line carries all of
+// The mail-event log's field names are a contract (docs/CONTRACTS.md §5): every line carries all of
 // them, one JSON object per line.
 func TestEventLogLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")

@@ -382,7 +382,7 @@ func abbreviateLong(s string) string {
 	return s
 }
 
-// mailEvent is one line of data_dir/events.log (DESIGN.md §5.5).
+// mailEvent is one line of data_dir/events.log (docs/CONTRACTS.md §5).
 type mailEvent struct {
 	Time         string  `json:"time"`
 	Event        string  `json:"event"`
