@@ -297,14 +297,13 @@ func (s *Submitter) delivery(env Envelope, who Who) *store.Delivery {
 	return d
 }
 
-// assemble builds the message as stored: the caller's trace fields, the fields RFC 5322
-// §3.6 requires when the input lacks them, the List-Unsubscribe fields of bulk mail, the
-// input's header and body (with the empty line between them the input may lack), and
-// the DKIM signatures over all of that.
+// assemble builds the message as stored: the caller's trace fields on top (RFC 5321
+// §4.4), then the DKIM signatures, over the fields RFC 5322 §3.6 requires when the input
+// lacks them, the List-Unsubscribe fields of bulk mail, and the input's header and body
+// (with the empty line between them the input may lack).
 func (s *Submitter) assemble(ctx context.Context, env Envelope, who Who, h *Header, body []byte, remote []string) ([]byte, error) {
 	var b bytes.Buffer
-	b.Grow(len(env.Trace) + h.Size() + len(body) + 1024)
-	b.WriteString(env.Trace)
+	b.Grow(h.Size() + len(body) + 1024)
 	if !h.Has("From") {
 		fmt.Fprintf(&b, "From: %s\r\n", s.author(env, who))
 	}
@@ -328,10 +327,10 @@ func (s *Submitter) assemble(ctx context.Context, env Envelope, who Who, h *Head
 		}
 		msg = signed
 	}
-	if s.MaxSize > 0 && int64(len(msg)) > s.MaxSize+8192 {
+	if s.MaxSize > 0 && int64(len(env.Trace)+len(msg)) > s.MaxSize+8192 {
 		return nil, smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size")
 	}
-	return msg, nil
+	return append([]byte(env.Trace), msg...), nil
 }
 
 // author is the From field's value for a message that has none: the envelope sender
