@@ -52,6 +52,9 @@ func commands() map[string]*command {
 			"list":   {usage: "user list [--json]", run: cmdUserList},
 			"del":    {usage: "user del ADDRESS", run: cmdUserDel},
 			"passwd": {usage: "user passwd ADDRESS [--password-stdin]", run: cmdUserPasswd},
+			"grant":  {usage: "user grant USER ADDRESS|@DOMAIN: let USER send as ADDRESS, or as any address of DOMAIN", run: cmdUserGrant},
+			"revoke": {usage: "user revoke USER ADDRESS|@DOMAIN: take a grant back", run: cmdUserRevoke},
+			"grants": {usage: "user grants [--json]: what users may send as beyond their addresses and aliases", run: cmdUserGrants},
 		}},
 		"alias": {subs: map[string]*command{
 			"add":  {usage: "alias add ALIAS TARGET...   (ALIAS may be @domain: a catch-all)", run: cmdAliasAdd},

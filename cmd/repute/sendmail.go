@@ -3,14 +3,18 @@ package main
 // `repute sendmail` is the local injection path: cron, scripts and programs that expect a
 // sendmail binary hand a message to Repute on standard input. It speaks the command line
 // of Sendmail and Postfix (the de facto interface; there is no RFC for it), turns the input
-// into a well-formed message (CRLF line endings, RFC 5322 §3.6 From/Date/Message-ID, an RFC
-// 5321 §4.4 Received trace field) and stores it with the same one-transaction store.Accept
-// the SMTP session uses, so the local copies and queue rows exist once it exits 0. The
-// running server's scheduler finds queued rows on its next periodic scan.
+// into CRLF lines with an RFC 5321 §4.4 Received trace field, and hands it to the same
+// internal/submit path as the submission listeners: missing From/Date/Message-ID fields
+// are added, bulk mail gets List-Unsubscribe, mail from a local domain is DKIM-signed, and
+// one store.Accept stores it, so the local copies and queue rows exist once it exits 0.
+// The running server's scheduler finds queued rows on its next periodic scan.
 //
 // It opens the store directly, like the admin commands, so it needs write access to
 // data_dir: it is meant for root and the account that runs Repute, not for every local
-// user (there is no setgid drop-off directory as in Postfix).
+// user (there is no setgid drop-off directory as in Postfix). Because its caller could
+// write the store anyway, it is trusted like Postfix's local pickup: any envelope sender
+// and any From are taken (see internal/submit); only a From at a local domain with DKIM
+// keys is signed.
 //
 // Unqualified addresses ("root", "-f backup") are completed with a local domain: the
 // configured hostname when it is itself a local domain, else the first local domain by
@@ -25,7 +29,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/mail"
 	"os"
 	"os/user"
 	"strconv"
@@ -37,6 +40,7 @@ import (
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/submit"
 )
 
 // Exit codes of sysexits.h, which sendmail callers (cron, mail(1), scripts) interpret.
@@ -231,16 +235,21 @@ func sendmail(e *env, args []string, inv invoker, now func() time.Time) error {
 		return err
 	}
 	ctx := context.Background()
-	db, err := app.OpenStore(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	quiet := slog.New(slog.DiscardHandler)
+	db, err := app.OpenStore(ctx, cfg, quiet)
 	if err != nil {
 		return &exitError{exTempFail, err}
 	}
 	defer db.Close()
 	// The event log is a record, not the source of truth: when it cannot be opened the
 	// message is still delivered, and Emit on a nil log does nothing.
-	events, _ := obs.OpenEventLog(cfg.EventsLogPath(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	events, _ := obs.OpenEventLog(cfg.EventsLogPath(), quiet)
 	defer events.Close()
-	in := &injection{cfg: cfg, db: db, events: events, inv: inv, now: now()}
+	sub, err := app.NewSubmitter(ctx, cfg, db, events, quiet)
+	if err != nil {
+		return &exitError{exTempFail, err}
+	}
+	in := &injection{cfg: cfg, db: db, sub: sub, inv: inv, now: now()}
 	return in.run(ctx, opts, data)
 }
 
@@ -248,7 +257,7 @@ func sendmail(e *env, args []string, inv invoker, now func() time.Time) error {
 type injection struct {
 	cfg    config.Config
 	db     *store.DB
-	events *obs.EventLog
+	sub    *submit.Submitter
 	inv    invoker
 	now    time.Time
 	domain string // for unqualified addresses; "" when there is no local domain
@@ -263,44 +272,79 @@ func (in *injection) run(ctx context.Context, opts sendmailOpts, data []byte) er
 	if err != nil {
 		return err
 	}
-	h, body := splitHeader(data)
+	// A leading mbox "From " line is dropped, as Sendmail and Postfix do.
+	if bytes.HasPrefix(data, []byte("From ")) {
+		if i := bytes.Index(data, []byte("\r\n")); i >= 0 {
+			data = data[i+2:]
+		}
+	}
+	h, body, err := submit.SplitHeader(data)
+	if err != nil {
+		return refusal(smtp.Address{}, err)
+	}
 	var list []string
 	for _, arg := range opts.rcpts {
 		list = append(list, addressList(arg)...)
 	}
 	if opts.extract {
 		for _, name := range []string{"To", "Cc", "Bcc"} {
-			for _, v := range h.values(name) {
+			for _, v := range h.Values(name) {
 				list = append(list, addressList(v)...)
 			}
 		}
 	}
-	h.remove("Bcc") // blind copies stay blind, with or without -t
-	rcpts, err := in.recipients(list)
+	h.Remove("Bcc") // blind copies stay blind, with or without -t
+	addrs, err := in.recipients(list)
 	if err != nil {
 		return err
 	}
-	if len(rcpts) == 0 {
+	if len(addrs) == 0 {
 		return exitErrorf(exUsage, "no recipient addresses found in the message header")
 	}
-	local, remote, err := in.resolve(ctx, rcpts)
+	rcpts, err := in.resolve(ctx, sender, addrs)
 	if err != nil {
 		return err
 	}
+	var msg bytes.Buffer
+	msg.Grow(h.Size() + 2 + len(body))
+	h.WriteFields(&msg)
+	msg.WriteString("\r\n")
+	msg.Write(body)
 	msgID := store.NewID(in.now)
-	d := &store.Delivery{
-		MsgID:    msgID,
-		From:     sender.String(),
-		Body:     in.assemble(h, body, sender, in.displayName(opts), msgID),
-		Local:    local,
-		Remote:   remote,
-		Received: in.now,
+	env := submit.Envelope{MsgID: msgID, From: sender, Rcpts: rcpts, Received: in.now, AuthorName: in.displayName(opts),
+		Trace: fmt.Sprintf("Received: from local (uid %s)\r\n\tby %s (Repute) with local id %s;\r\n\t%s\r\n",
+			in.inv.uid, in.cfg.Hostname, msgID, in.now.Format(time.RFC1123Z))}
+	if _, err := in.sub.Submit(ctx, env, msg.Bytes(), submit.Local("uid "+in.inv.uid)); err != nil {
+		return refusal(smtp.Address{}, err)
 	}
-	if _, err := in.db.Accept(ctx, d); err != nil {
-		return &exitError{exTempFail, fmt.Errorf("store message: %w", err)}
-	}
-	in.logAccepted(d, rcpts)
 	return nil
+}
+
+// refusal turns an error of internal/submit (about a recipient, or the message when
+// rcpt is zero) into the sysexits code a sendmail caller understands: a temporary
+// failure or an internal error is EX_TEMPFAIL, a suppressed recipient EX_NOUSER, any
+// other refusal EX_DATAERR.
+func refusal(rcpt smtp.Address, err error) error {
+	var r *smtp.Reply
+	if !errors.As(err, &r) || r.Temporary() {
+		return &exitError{exTempFail, err}
+	}
+	code := exDataErr
+	if errors.Is(err, submit.ErrSuppressed) {
+		code = exNoUser
+	}
+	about := ""
+	if !rcpt.IsZero() && !strings.Contains(r.Text, "<"+rcpt.String()+">") {
+		about = "<" + rcpt.String() + ">: "
+	}
+	return exitErrorf(code, "%s%s (%d %s)", about, lowerFirst(r.Text), r.Code, r.Enhanced)
+}
+
+func lowerFirst(s string) string {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return s
+	}
+	return string(s[0]+'a'-'A') + s[1:]
 }
 
 // qualifyingDomain picks the domain for unqualified addresses (see the file comment).
@@ -377,79 +421,28 @@ func (in *injection) recipients(list []string) ([]smtp.Address, error) {
 	return out, nil
 }
 
-// resolve splits recipients into local mailboxes and remote addresses as the SMTP session
-// does at RCPT, except that every remote domain is allowed: a local user is trusted like
-// an authenticated submitter. Unknown local users fail the whole message (EX_NOUSER), so
-// nothing is half-sent.
-func (in *injection) resolve(ctx context.Context, rcpts []smtp.Address) ([]store.LocalTarget, []string, error) {
-	var local []store.LocalTarget
-	var remote, unknown []string
-	seenUser, seenRemote := map[int64]bool{}, map[string]bool{}
-	addRemote := func(s string) {
-		if k := strings.ToLower(s); !seenRemote[k] {
-			seenRemote[k] = true
-			remote = append(remote, s)
-		}
-	}
-	for _, a := range rcpts {
-		targets, err := in.db.Resolve(ctx, a)
+// resolve asks internal/submit about each recipient, as the SMTP session does at RCPT.
+// Unknown local users fail the whole message (EX_NOUSER), named all at once, so that
+// nothing is half-sent; so does any other refusal.
+func (in *injection) resolve(ctx context.Context, sender smtp.Address, addrs []smtp.Address) ([]submit.Recipient, error) {
+	var rcpts []submit.Recipient
+	var unknown []string
+	for _, a := range addrs {
+		r, err := in.sub.Recipient(ctx, sender, a)
 		switch {
-		case errors.Is(err, store.ErrNotLocal):
-			if strings.HasPrefix(a.Domain, "[") {
-				return nil, nil, exitErrorf(exDataErr, "<%s>: address literals are not accepted as destinations", a)
-			}
-			addRemote(a.String())
-			continue
 		case errors.Is(err, store.ErrNoSuchUser):
 			unknown = append(unknown, a.String())
-			continue
 		case err != nil:
-			return nil, nil, &exitError{exTempFail, fmt.Errorf("resolve %s: %w", a, err)}
-		}
-		for _, t := range targets {
-			switch {
-			case t.UserID == 0:
-				addRemote(t.Address) // an alias forwarding elsewhere
-			case !seenUser[t.UserID]:
-				seenUser[t.UserID] = true
-				local = append(local, store.LocalTarget{UserID: t.UserID})
-			}
+			return nil, refusal(a, err)
+		default:
+			rcpts = append(rcpts, r)
 		}
 	}
 	if len(unknown) > 0 {
-		return nil, nil, exitErrorf(exNoUser, "no such local user: %s (add one with 'repute user add' or 'repute alias add'); nothing was sent",
+		return nil, exitErrorf(exNoUser, "no such local user: %s (add one with 'repute user add' or 'repute alias add'); nothing was sent",
 			strings.Join(unknown, ", "))
 	}
-	return local, remote, nil
-}
-
-// assemble builds the stored message: the Received trace field first (RFC 5321 §4.4),
-// then the fields RFC 5322 §3.6 requires if the input lacks them, then the input.
-func (in *injection) assemble(h *header, body []byte, sender smtp.Address, name, msgID string) []byte {
-	var b bytes.Buffer
-	b.Grow(len(body) + h.size() + 512)
-	fmt.Fprintf(&b, "Received: from local (uid %s)\r\n\tby %s (Repute) with local id %s;\r\n\t%s\r\n",
-		in.inv.uid, in.cfg.Hostname, msgID, in.now.Format(time.RFC1123Z))
-	if !h.has("From") {
-		addr := sender.String()
-		if sender.IsZero() {
-			addr = "MAILER-DAEMON@" + in.cfg.Hostname
-		}
-		// net/mail quotes the name as needed and encodes non-ASCII (RFC 2047).
-		fmt.Fprintf(&b, "From: %s\r\n", (&mail.Address{Name: name, Address: addr}).String())
-	}
-	if !h.has("Date") {
-		fmt.Fprintf(&b, "Date: %s\r\n", in.now.Format(time.RFC1123Z))
-	}
-	if !h.has("Message-ID") {
-		fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n", msgID, in.cfg.Hostname)
-	}
-	for _, f := range h.fields {
-		b.Write(f.raw)
-	}
-	b.WriteString("\r\n")
-	b.Write(body)
-	return b.Bytes()
+	return rcpts, nil
 }
 
 // displayName is the name for a generated From field: -F, else the invoking user's full
@@ -462,16 +455,6 @@ func (in *injection) displayName(opts sendmailOpts) string {
 		return in.inv.fullName
 	}
 	return ""
-}
-
-func (in *injection) logAccepted(d *store.Delivery, rcpts []smtp.Address) {
-	size := int64(len(d.Body))
-	for _, r := range rcpts {
-		in.events.Emit(obs.Event{Time: in.now, Event: obs.Received, MsgID: d.MsgID, From: d.From, Rcpt: r.String(), Size: size})
-	}
-	for _, r := range d.Remote {
-		in.events.Emit(obs.Event{Time: in.now, Event: obs.Queued, MsgID: d.MsgID, From: d.From, Rcpt: r, Size: size})
-	}
 }
 
 // readMessage reads the message from r: line endings become CRLF, a bare CR is refused
@@ -521,106 +504,6 @@ func readMessage(r io.Reader, limit int64, ignoreDots bool) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// header is the message's header section as fields kept byte for byte.
-type header struct{ fields []headerField }
-
-type headerField struct {
-	name string // as written
-	raw  []byte // the whole field, continuation lines and final CRLF included
-}
-
-// splitHeader separates header fields from the body in CRLF data. Input that does not
-// start with a header (echo text | sendmail root) is all body. A leading mbox "From "
-// line is dropped, as Sendmail and Postfix do.
-func splitHeader(data []byte) (*header, []byte) {
-	h := &header{}
-	if bytes.HasPrefix(data, []byte("From ")) {
-		if i := bytes.Index(data, []byte("\r\n")); i >= 0 {
-			data = data[i+2:]
-		}
-	}
-	for len(data) > 0 {
-		end := bytes.Index(data, []byte("\r\n")) + 2
-		if end < 2 {
-			end = len(data)
-		}
-		line := data[:end]
-		switch {
-		case bytes.Equal(line, []byte("\r\n")): // the empty line ending the header
-			return h, data[2:]
-		case (line[0] == ' ' || line[0] == '\t') && len(h.fields) > 0:
-			f := &h.fields[len(h.fields)-1]
-			f.raw = append(f.raw, line...)
-		case isFieldStart(line):
-			name := string(line[:bytes.IndexByte(line, ':')])
-			h.fields = append(h.fields, headerField{name: strings.TrimRight(name, " \t"), raw: append([]byte(nil), line...)})
-		default: // not a header line: the body starts here
-			return h, data
-		}
-		data = data[end:]
-	}
-	return h, data
-}
-
-// isFieldStart reports whether line begins a field: printable ASCII name, then ':'
-// (RFC 5322 §2.2; white space before the colon is obsolete syntax, §4.5.8).
-func isFieldStart(line []byte) bool {
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 {
-		return false
-	}
-	name := bytes.TrimRight(line[:colon], " \t")
-	if len(name) == 0 {
-		return false
-	}
-	for _, c := range name {
-		if c < 33 || c > 126 {
-			return false
-		}
-	}
-	return true
-}
-
-func (h *header) has(name string) bool {
-	for _, f := range h.fields {
-		if strings.EqualFold(f.name, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// values returns the unfolded values of every field called name.
-func (h *header) values(name string) []string {
-	var out []string
-	for _, f := range h.fields {
-		if strings.EqualFold(f.name, name) {
-			v := string(f.raw[bytes.IndexByte(f.raw, ':')+1:])
-			v = strings.NewReplacer("\r\n ", " ", "\r\n\t", " ", "\r\n", "").Replace(v)
-			out = append(out, strings.TrimSpace(v))
-		}
-	}
-	return out
-}
-
-func (h *header) remove(name string) {
-	kept := h.fields[:0]
-	for _, f := range h.fields {
-		if !strings.EqualFold(f.name, name) {
-			kept = append(kept, f)
-		}
-	}
-	h.fields = kept
-}
-
-func (h *header) size() int {
-	n := 0
-	for _, f := range h.fields {
-		n += len(f.raw)
-	}
-	return n
-}
-
 // addressList splits an address list (a header value or a command-line argument) into
 // addresses. RFC 5322 syntax is parsed properly (display names, comments, groups, RFC
 // 2047); what it rejects, such as a bare "root", is split at commas instead.
@@ -628,12 +511,8 @@ func addressList(s string) []string {
 	if strings.TrimSpace(s) == "" {
 		return nil
 	}
-	if list, err := mail.ParseAddressList(s); err == nil {
-		out := make([]string, len(list))
-		for i, a := range list {
-			out[i] = a.Address
-		}
-		return out
+	if list, err := submit.ParseAddressList(s); err == nil {
+		return list
 	}
 	var out []string
 	for _, item := range strings.Split(s, ",") {

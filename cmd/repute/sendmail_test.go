@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/repute-mail/repute/internal/app"
 	"github.com/repute-mail/repute/internal/store"
@@ -366,5 +369,88 @@ func TestAddressList(t *testing.T) {
 		if got := strings.Join(addressList(tc.in), " "); got != tc.want {
 			t.Errorf("addressList(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestSendmailSubmitPath checks that sendmail mail takes the submission path: mail from
+// a local domain leaves DKIM-signed, and the authorship and suppression rules apply.
+func TestSendmailSubmitPath(t *testing.T) {
+	cfg := sendmailFixture(t)
+	_, records, _ := runCLI(t, "", "dns", "records", "a.test", "--config", cfg)
+	keys := map[string]string{} // "selector._domainkey.a.test" -> TXT text
+	for _, line := range strings.Split(records, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && strings.Contains(f[0], "._domainkey.") && !strings.HasPrefix(line, ";") {
+			keys[strings.TrimSuffix(f[0], ".")] = strings.Join(strings.Split(strings.Trim(strings.Join(f[3:], ""), `"`), `""`), "")
+		}
+	}
+	if len(keys) == 0 {
+		t.Fatalf("no DKIM record in:\n%s", records)
+	}
+	signer := func(msg string) string {
+		vs, err := dkim.VerifyWithOptions(strings.NewReader(msg), &dkim.VerifyOptions{LookupTXT: func(name string) ([]string, error) {
+			if txt, ok := keys[strings.TrimSuffix(name, ".")]; ok {
+				return []string{txt}, nil
+			}
+			return nil, fmt.Errorf("no key at %s", name)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := ""
+		for _, v := range vs {
+			if v.Err != nil {
+				t.Errorf("signature d=%s: %v\n%s", v.Domain, v.Err, msg)
+			}
+			d = v.Domain
+		}
+		return d
+	}
+	code, errs := runSendmail(t, "From: Cron <cron@a.test>\nSubject: signed\n\nbody\n", "--config", cfg, "-f", "cron@a.test", "ext@remote.test", "u@a.test")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	code, errs = runSendmail(t, "From: me@elsewhere.test\nSubject: foreign\n\nbody\n", "--config", cfg, "v@a.test")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	s := readStore(t, cfg)
+	if len(s.queued) != 1 || len(s.inbox["u@a.test"]) != 1 || len(s.inbox["v@a.test"]) != 1 {
+		t.Fatalf("stored: %v, queued %d", s.inbox, len(s.queued))
+	}
+	for _, m := range []string{s.queued[0], s.inbox["u@a.test"][0]} {
+		if d := signer(m); d != "a.test" {
+			t.Errorf("message from cron@a.test signed by %q, want a.test:\n%s", d, m)
+		}
+		if !strings.HasPrefix(m, "Received: from local (uid 1000)") {
+			t.Errorf("the trace field is not on top:\n%s", m)
+		}
+	}
+	if d := signer(s.inbox["v@a.test"][0]); d != "" {
+		t.Errorf("a message from a foreign domain was signed by %s", d)
+	}
+
+	e := &env{configPath: cfg}
+	c, _ := loadConfig(e)
+	db, err := app.OpenStore(context.Background(), c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Suppress(context.Background(), store.Suppression{SenderDomain: "a.test", Address: "gone@remote.test", Reason: "bad_mailbox", Source: "delivery"})
+	db.Close()
+	for _, tc := range []struct {
+		stdin, args, stderr string
+		code                int
+	}{
+		{"From: a@a.test\nFrom: b@a.test\n\nx\n", "u@a.test", "2 From fields", exDataErr},
+		{"From: a@a.test, b@a.test\n\nx\n", "u@a.test", "2 addresses", exDataErr},
+		{"Subject: x\n\nx\n", "gone@remote.test", "sendmail: <gone@remote.test> suppressed: bad_mailbox", exNoUser},
+	} {
+		code, errs := runSendmail(t, tc.stdin, "--config", cfg, "-f", "cron@a.test", tc.args)
+		if code != tc.code || !strings.Contains(errs, tc.stderr) {
+			t.Errorf("%q to %s: exit %d, %q; want %d and %q", tc.stdin, tc.args, code, errs, tc.code, tc.stderr)
+		}
+	}
+	if s := readStore(t, cfg); len(s.queued) != 1 || len(s.inbox["u@a.test"]) != 1 {
+		t.Errorf("refused messages were stored: %v, %d queued", s.inbox, len(s.queued))
 	}
 }

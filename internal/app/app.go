@@ -42,8 +42,8 @@ import (
 	"github.com/repute-mail/repute/internal/shaper"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/submit"
 	"github.com/repute-mail/repute/internal/tlsconf"
-	"github.com/repute-mail/repute/internal/unsubscribe"
 	"github.com/repute-mail/repute/internal/verp"
 	"github.com/repute-mail/repute/internal/web"
 )
@@ -60,12 +60,11 @@ type App struct {
 	metrics     *obs.Metrics
 	metricsSrv  *http.Server
 	mailstore   *mailstore.Mailstore
-	signer      *auth.Signer
+	submissions *submit.Submitter
 	classifier  *classify.Classifier
 	outcomes    *outcome.Recorder
 	bounces     *bounce.Processor
 	unsubKey    []byte
-	bulkSenders map[string]bool // bounce.bulk_senders, lower case
 	webSrv      []*http.Server
 	resolver    dns.Resolver
 	smtp        []*session.Server
@@ -121,13 +120,16 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.guard = authguard.New(a.log)
 	a.guard.OnLockout = func(netip.Addr) { a.metrics.Lockout() }
 	a.mailstore = mailstore.New(a.db, a.log)
-	a.signer = &auth.Signer{Keys: a.signingKeys}
 	if err := a.buildOutbound(); err != nil {
 		return err
 	}
 	if err := a.buildBounces(ctx); err != nil {
 		return err
 	}
+	if a.submissions, err = NewSubmitter(ctx, cfg, a.db, a.events, a.log); err != nil {
+		return err
+	}
+	a.submissions.Queued, a.submissions.Delivered = a.sched.Wake, a.mailstore.Delivered
 
 	limits := &session.Limits{Max: cfg.SMTP.MaxConnections, PerIP: cfg.SMTP.MaxConnectionsPerIP}
 	rates := &session.RateLimits{ConnectionsPerMinute: cfg.SMTP.ConnectionRatePerIP, MessagesPerMinute: cfg.SMTP.MessageRatePerIP}
@@ -150,8 +152,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Events: a.events, Logger: a.log, Limits: limits,
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
-			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Sign: a.signer.Sign, DNSBL: dnsbl,
-			Verifier: verifier, Rates: rates, Metrics: a.metrics, Bounces: a.bounces, AddHeaders: a.bulkHeaders,
+			FreeSpace: a.freeSpace, MinFreeDisk: cfg.SMTP.MinFreeDisk, Queued: a.sched.Wake, Submit: a.submissions, DNSBL: dnsbl,
+			Verifier: verifier, Rates: rates, Metrics: a.metrics, Bounces: a.bounces,
 		}
 		a.smtp = append(a.smtp, s)
 		return s
@@ -376,7 +378,6 @@ func (a *App) buildBounces(ctx context.Context) error {
 		return err
 	}
 	feedback := lowerSet(a.cfg.Bounce.FeedbackAddresses)
-	a.bulkSenders = lowerSet(a.cfg.Bounce.BulkSenders)
 	a.bounces = &bounce.Processor{DB: a.db, Outcomes: a.outcomes, Key: key, UnsubKey: a.unsubKey, Feedback: feedback,
 		Hostname: a.cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered}
 	if a.cfg.Bounce.TagEnvelope {
@@ -424,25 +425,6 @@ func (a *App) listenWeb() error {
 	return nil
 }
 
-// bulkHeaders adds the one-click unsubscribe fields (RFC 8058) to bulk mail for one
-// remote recipient. The link names the recipient, so a message to several recipients
-// (one body for all) cannot carry one; bulk senders send one message per recipient.
-func (a *App) bulkHeaders(from smtp.Address, rcpts []string, msg []byte) string {
-	if len(rcpts) != 1 || from.Domain == "" {
-		return ""
-	}
-	bulk := a.bulkSenders[strings.ToLower(from.String())] || a.bulkSenders["@"+strings.ToLower(from.Domain)] ||
-		unsubscribe.IsBulk(msg)
-	if !bulk || unsubscribe.HasField(msg, "List-Unsubscribe") {
-		return ""
-	}
-	base := a.cfg.Bounce.UnsubscribeURL
-	if base == "" {
-		base = "https://" + a.cfg.Hostname
-	}
-	return unsubscribe.Fields(a.unsubKey, base, from.String(), rcpts[0])
-}
-
 // lowerSet is a set of the lower-cased strings.
 func lowerSet(l []string) map[string]bool {
 	m := make(map[string]bool, len(l))
@@ -450,26 +432,6 @@ func lowerSet(l []string) map[string]bool {
 		m[strings.ToLower(s)] = true
 	}
 	return m
-}
-
-// signingKeys returns a domain's active DKIM keys, parsed.
-func (a *App) signingKeys(ctx context.Context, domain string) ([]auth.DKIMKey, error) {
-	recs, err := a.db.DKIMKeys(ctx, domain)
-	if err != nil {
-		return nil, err
-	}
-	var keys []auth.DKIMKey
-	for _, r := range recs {
-		if r.State != store.KeyActive {
-			continue
-		}
-		k, err := auth.ParseDKIMKey(r.Domain, r.Selector, r.PrivatePEM)
-		if err != nil {
-			return nil, fmt.Errorf("DKIM key %s of %s: %w", r.Selector, domain, err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
 }
 
 // seal adds an ARC set to a message forwarded by an alias of domain, signed with the
@@ -480,7 +442,7 @@ func (a *App) seal(ctx context.Context, domain string, msg []byte, authservID, r
 		// chain for every later hop, so forward unsealed instead.
 		return nil, fmt.Errorf("existing ARC chain could not be verified (DNS): %v", chain.Err)
 	}
-	keys, err := a.signingKeys(ctx, domain)
+	keys, err := submit.ActiveKeys(a.db)(ctx, domain)
 	if err != nil {
 		return nil, err
 	}

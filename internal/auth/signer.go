@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"mime"
 	"net/mail"
 	"strings"
 	"sync"
@@ -72,6 +74,13 @@ func (s *Signer) keys(ctx context.Context, domain string) ([]DKIMKey, error) {
 	return keys, nil
 }
 
+// authorParser reads From fields. Only the address matters, so a display name in a
+// charset net/mail cannot decode (ISO-2022-JP, say) is left encoded rather than making
+// the whole field unreadable, which left such mail unsigned.
+var authorParser = &mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
+
 // AuthorDomain returns the lower-cased domain of the first address in the message's From:
 // header (RFC 5322 §3.6.2), or "" if there is none or it does not parse.
 func AuthorDomain(msg []byte) string {
@@ -83,7 +92,7 @@ func AuthorDomain(msg []byte) string {
 	if err != nil {
 		return ""
 	}
-	list, err := m.Header.AddressList("From")
+	list, err := authorParser.ParseList(m.Header.Get("From"))
 	if err != nil || len(list) == 0 {
 		return ""
 	}

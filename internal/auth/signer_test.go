@@ -58,6 +58,7 @@ func TestAuthorDomain(t *testing.T) {
 		{"Subject: x\r\nFrom: \"Q, R\" <q@r.test>, s@t.test\r\n\r\nbody", "r.test"},
 		{"Subject: no from\r\n\r\n", ""},
 		{"From: not an address\r\n\r\n", ""},
+		{"From: =?iso-2022-jp?B?GyRCJUYlOSVIGyhC?= <t@jp.test>\r\n\r\n", "jp.test"},
 	} {
 		if got := AuthorDomain([]byte(tc.msg)); got != tc.want {
 			t.Errorf("AuthorDomain(%q) = %q, want %q", tc.msg, got, tc.want)

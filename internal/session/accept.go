@@ -13,6 +13,7 @@ import (
 	"github.com/repute-mail/repute/internal/policy"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/submit"
 )
 
 // maxHops is the Received-header count above which a message is taken to be looping
@@ -39,75 +40,34 @@ func (c *conn) checkSpace(size int64) error {
 	return nil
 }
 
-// checkSender enforces that a submission user sends only as themselves: their own address
-// (with or without a +tag) or an alias that delivers to them.
+// who is the authenticated submission user, as internal/submit knows them.
+func (c *conn) who() submit.Who { return submit.User(*c.user, c.remote) }
+
+// checkSender enforces at MAIL that a submission user sends only as themselves (the rules
+// are internal/submit's).
 func (c *conn) checkSender(from smtp.Address) error {
-	refuse := smtp.Errorf(553, "5.7.1", "Sender address <%s> not owned by authenticated user %s", from, c.user.Address)
-	if from.IsZero() {
-		return refuse
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	targets, err := c.srv.DB.Resolve(ctx, from)
-	if errors.Is(err, store.ErrNotLocal) || errors.Is(err, store.ErrNoSuchUser) {
-		return refuse
-	}
-	if err != nil {
-		return fmt.Errorf("check sender %s: %w", from, err)
-	}
-	for _, t := range targets {
-		if t.UserID == c.user.ID {
-			if strings.HasPrefix(from.Key(), "@") {
-				break
-			}
-			return nil
-		}
-	}
-	return refuse
+	return c.srv.Submit.Sender(ctx, c.who(), from)
 }
 
-// checkSuppressed refuses a recipient that the sender's domain no longer mails (a hard
-// bounce, a complaint, an unsubscribe): mailing it again would only cost reputation.
-func (c *conn) checkSuppressed(ctx context.Context, addr smtp.Address) error {
-	s, err := c.srv.DB.Suppressed(ctx, c.tx.from.Domain, addr.String())
-	if err != nil {
-		return fmt.Errorf("check suppression: %w", err)
-	}
-	if s == nil {
-		return nil
-	}
-	detail := ""
-	if s.Detail != "" {
-		detail = " (" + sanitize(s.Detail) + ")"
-		if len(detail) > 200 {
-			detail = detail[:200] + "...)"
-		}
-	}
-	return smtp.Errorf(550, "5.1.1", "<%s> suppressed: %s since %s%s; the admin can lift it with 'repute suppression remove'",
-		addr, s.Reason, s.Created.UTC().Format("2006-01-02"), detail)
-}
-
-// resolve decides at RCPT whether a recipient is accepted and where its mail goes.
+// resolve decides at RCPT whether a recipient is accepted and where its mail goes. On
+// submission internal/submit decides.
 func (c *conn) resolve(addr smtp.Address) (recipient, error) {
-	if c.srv.Mode == MX && c.srv.Bounces != nil && c.srv.Bounces.Match(addr) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c.srv.Mode == Submission {
+		r, err := c.srv.Submit.Recipient(ctx, c.tx.from, addr)
+		return recipient{addr: addr, sub: r}, err
+	}
+	if c.srv.Bounces != nil && c.srv.Bounces.Match(addr) {
 		return recipient{addr: addr, sink: true}, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	targets, err := c.srv.DB.Resolve(ctx, addr)
 	switch {
 	case err == nil:
 		return recipient{addr: addr, local: targets}, nil
 	case errors.Is(err, store.ErrNotLocal):
-		if c.srv.Mode == Submission && c.user != nil {
-			if strings.HasPrefix(addr.Domain, "[") {
-				return recipient{}, smtp.Errorf(550, "5.1.2", "Address literals are not accepted as destinations")
-			}
-			if err := c.checkSuppressed(ctx, addr); err != nil {
-				return recipient{}, err
-			}
-			return recipient{addr: addr, remote: true}, nil
-		}
 		return recipient{}, smtp.Errorf(550, "5.7.1", "Relay access denied: <%s> is not a local domain", addr)
 	case errors.Is(err, store.ErrNoSuchUser):
 		return recipient{}, smtp.Errorf(550, "5.1.1", "Mailbox <%s> does not exist", addr)
@@ -128,6 +88,10 @@ func (c *conn) finish(data []byte) {
 		c.srv.Metrics.Message(c.srv.Mode.String(), "rejected")
 		return
 	}
+	if c.srv.Mode == Submission {
+		c.submit(tx, msgID, data)
+		return
+	}
 	var verdict *policy.Verdict
 	if c.checks != nil {
 		data = c.srv.Verifier.Clean(data)
@@ -144,31 +108,9 @@ func (c *conn) finish(data []byte) {
 	if verdict != nil {
 		b.WriteString(c.srv.Verifier.Header(*verdict, c.remote))
 	}
-	c.writeReceived(&b, tx, msgID)
-	if c.srv.Mode == Submission {
-		c.addMissingHeaders(&b, data, msgID)
-		if c.srv.AddHeaders != nil {
-			var remote []string
-			for _, r := range tx.rcpts {
-				if r.remote {
-					remote = append(remote, r.addr.String())
-				}
-			}
-			b.WriteString(c.srv.AddHeaders(tx.from, remote, data))
-		}
-	}
+	b.WriteString(c.received(tx, msgID))
 	b.Write(data)
 	body := b.Bytes()
-	if c.srv.Mode == Submission && c.srv.Sign != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		signed, err := c.srv.Sign(ctx, body)
-		cancel()
-		if err != nil {
-			c.replyErr(smtp.Wrap(451, "4.7.0", "Cannot sign the message now, try again later", err))
-			return
-		}
-		body = signed
-	}
 	if verdict != nil {
 		body = c.sealForwards(tx, body, *verdict)
 	}
@@ -198,17 +140,10 @@ func (c *conn) finish(data []byte) {
 	}
 
 	d := &store.Delivery{MsgID: msgID, From: tx.from.String(), Body: body, Received: tx.received, RequireTLS: tx.requireTLS}
-	if c.user != nil {
-		d.UserID = c.user.ID
-	}
 	seenUser := map[int64]bool{}
 	var remote []string
 	for _, r := range tx.rcpts {
 		if r.sink {
-			continue
-		}
-		if r.remote {
-			remote = append(remote, r.addr.String())
 			continue
 		}
 		for _, t := range r.local {
@@ -248,6 +183,31 @@ func (c *conn) finish(data []byte) {
 		c.srv.Queued()
 	}
 	c.logAccepted(tx, d)
+	c.reply(smtp.Errorf(250, "2.0.0", "OK queued as %s", msgID))
+}
+
+// submit hands a submission user's message to internal/submit, which checks its
+// authors, completes, signs and stores it; the session adds only its trace field.
+func (c *conn) submit(tx *transaction, msgID string, data []byte) {
+	rcpts := make([]submit.Recipient, len(tx.rcpts))
+	for i, r := range tx.rcpts {
+		rcpts[i] = r.sub
+	}
+	env := submit.Envelope{MsgID: msgID, From: tx.from, Rcpts: rcpts, RequireTLS: tx.requireTLS,
+		Received: tx.received, Trace: c.received(tx, msgID)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.srv.Submit.Submit(ctx, env, data, c.who()); err != nil {
+		result := "rejected"
+		if r := smtp.ReplyFor(err); r.Temporary() {
+			result = "deferred"
+		}
+		c.replyErr(err)
+		c.srv.Metrics.Message(c.srv.Mode.String(), result)
+		return
+	}
+	c.log.Info("smtp: message submitted", "msg_id", msgID, "from", tx.from.String(), "rcpts", len(tx.rcpts))
+	c.srv.Metrics.Message(c.srv.Mode.String(), "accepted")
 	c.reply(smtp.Errorf(250, "2.0.0", "OK queued as %s", msgID))
 }
 
@@ -301,25 +261,24 @@ func dedupe(in []string) []string {
 	return out
 }
 
+// logAccepted records a message received on the MX listener (submitted mail is
+// recorded by internal/submit).
 func (c *conn) logAccepted(tx *transaction, d *store.Delivery) {
-	user := ""
-	if c.user != nil {
-		user = c.user.Address
-	}
 	c.log.Info("smtp: message accepted", "msg_id", d.MsgID, "from", d.From, "rcpts", len(tx.rcpts),
 		"local", len(d.Local), "remote", len(d.Remote), "size", len(d.Body))
 	for _, r := range tx.rcpts {
 		c.srv.Events.Emit(obs.Event{Time: tx.received, Event: obs.Received, MsgID: d.MsgID, From: d.From,
-			Rcpt: r.addr.String(), Size: int64(len(d.Body)), ClientIP: c.remote.String(), User: user})
+			Rcpt: r.addr.String(), Size: int64(len(d.Body)), ClientIP: c.remote.String()})
 	}
 	for _, r := range d.Remote {
 		c.srv.Events.Emit(obs.Event{Time: tx.received, Event: obs.Queued, MsgID: d.MsgID, From: d.From,
-			Rcpt: r, Size: int64(len(d.Body)), User: user})
+			Rcpt: r, Size: int64(len(d.Body))})
 	}
 }
 
-// writeReceived prepends the trace header of RFC 5321 §4.4.
-func (c *conn) writeReceived(b *bytes.Buffer, tx *transaction, msgID string) {
+// received is the trace field of RFC 5321 §4.4 that goes on top of the message.
+func (c *conn) received(tx *transaction, msgID string) string {
+	var b strings.Builder
 	proto := "SMTP"
 	if c.esmtp {
 		proto = "ESMTP"
@@ -333,46 +292,15 @@ func (c *conn) writeReceived(b *bytes.Buffer, tx *transaction, msgID string) {
 	if tx.utf8 {
 		proto = "UTF8" + proto // RFC 6531 §3.7.3
 	}
-	fmt.Fprintf(b, "Received: from %s ([%s])\r\n\tby %s (Repute) with %s id %s", sanitize(c.helo), c.remote, c.srv.Hostname, proto, msgID)
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Repute) with %s id %s", sanitize(c.helo), c.remote, c.srv.Hostname, proto, msgID)
 	if c.tls != nil {
-		fmt.Fprintf(b, "\r\n\t(using %s with cipher %s)", tlsVersion(c.tls.Version), tlsCipher(c.tls.CipherSuite))
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tlsVersion(c.tls.Version), tlsCipher(c.tls.CipherSuite))
 	}
 	if len(tx.rcpts) == 1 {
-		fmt.Fprintf(b, "\r\n\tfor <%s>", tx.rcpts[0].addr)
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", tx.rcpts[0].addr)
 	}
-	fmt.Fprintf(b, ";\r\n\t%s\r\n", tx.received.Format(time.RFC1123Z))
-}
-
-// addMissingHeaders adds Message-ID and Date to submitted mail that lacks them (RFC 6409 §8).
-func (c *conn) addMissingHeaders(b *bytes.Buffer, data []byte, msgID string) {
-	h := headerNames(data)
-	if !h["message-id"] {
-		domain := c.user.Address[strings.LastIndexByte(c.user.Address, '@')+1:]
-		fmt.Fprintf(b, "Message-ID: <%s@%s>\r\n", msgID, domain)
-	}
-	if !h["date"] {
-		fmt.Fprintf(b, "Date: %s\r\n", c.srv.Now().Format(time.RFC1123Z))
-	}
-}
-
-// headerNames returns the lower-cased field names of the message header.
-func headerNames(data []byte) map[string]bool {
-	names := map[string]bool{}
-	for len(data) > 0 {
-		i := bytes.Index(data, []byte("\r\n"))
-		if i <= 0 {
-			break
-		}
-		line := data[:i]
-		data = data[i+2:]
-		if line[0] == ' ' || line[0] == '\t' {
-			continue
-		}
-		if colon := bytes.IndexByte(line, ':'); colon > 0 {
-			names[strings.ToLower(string(bytes.TrimSpace(line[:colon])))] = true
-		}
-	}
-	return names
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", tx.received.Format(time.RFC1123Z))
+	return b.String()
 }
 
 // checkHeader refuses looping messages (too many Received fields).

@@ -20,6 +20,7 @@ import (
 	"github.com/repute-mail/repute/internal/policy"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/submit"
 )
 
 // Protocol limits.
@@ -67,10 +68,10 @@ type transaction struct {
 }
 
 type recipient struct {
-	addr   smtp.Address
-	local  []store.Target // resolved local targets (and alias forwards)
-	remote bool           // submission to a non-local domain: queue as is
-	sink   bool           // a bounce or feedback address: Server.Bounces consumes it
+	addr  smtp.Address
+	local []store.Target   // resolved local targets (and alias forwards)
+	sub   submit.Recipient // submission: what internal/submit decided
+	sink  bool             // a bounce or feedback address: Server.Bounces consumes it
 }
 
 // newID returns a unique, time-sortable identifier for connections and messages.

@@ -15,9 +15,14 @@
 // Nothing is acknowledged with 250 before store.Accept has returned, i.e. before the
 // message is fsynced.
 //
+// On the submission listeners the session only speaks the protocol: whether a user may
+// send as an address, where a recipient's mail goes and what happens to the message are
+// internal/submit's decisions, shared with `repute sendmail`.
+//
 // Upstream: internal/app starts one Server per SMTP listener (MX, submission, submissions).
-// Downstream: internal/store (resolve, authenticate, accept), internal/mailstore (tell IMAP
-// sessions about new mail), internal/obs (mail-event log).
+// Downstream: internal/submit (submission), internal/store (resolve, authenticate,
+// accept), internal/mailstore (tell IMAP sessions about new mail), internal/obs
+// (mail-event log).
 package session
 
 import (
@@ -35,6 +40,7 @@ import (
 	"github.com/repute-mail/repute/internal/policy"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/submit"
 )
 
 // Mode selects what a listener is for.
@@ -67,12 +73,10 @@ type Server struct {
 	DB          *store.DB
 	Delivered   func([]store.Stored) // told after every local delivery (IMAP notifications)
 	Queued      func()               // told after mail was queued for remote recipients
-	// Sign adds DKIM signatures to submitted mail (nil: no signing). An error refuses
-	// the message with a temporary failure rather than send it unsigned.
-	Sign func(ctx context.Context, msg []byte) ([]byte, error)
-	// AddHeaders returns header fields to add to submitted mail before it is signed (the
-	// List-Unsubscribe fields of bulk mail); nil adds none.
-	AddHeaders func(from smtp.Address, remoteRcpts []string, msg []byte) string
+	// Submit takes the mail of authenticated users (Submission listeners): who may send as
+	// what, recipients and suppressions, header fixes, DKIM signing, storing. nil: a
+	// Submitter on DB with the hooks above and no signing.
+	Submit *submit.Submitter
 	// DNSBL, if set (MX listener only), is asked about each client when it connects.
 	DNSBL *policy.DNSBL
 	// Verifier, if set (MX listener only), authenticates senders: iprev, SPF, DKIM, ARC
@@ -136,6 +140,10 @@ func (s *Server) defaults() {
 	}
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	if s.Mode == Submission && s.Submit == nil {
+		s.Submit = &submit.Submitter{Store: s.DB, Hostname: s.Hostname, MaxSize: s.MaxMessageSize,
+			Queued: s.Queued, Delivered: s.Delivered, Events: s.Events, Logger: s.Logger, Now: s.Now}
 	}
 }
 

@@ -384,6 +384,17 @@ const maxAliasDepth = 10
 // domain's catch-all. Alias targets are expanded again (up to 10 levels); the result has no
 // duplicates. It reads the in-memory directory, never the database directly.
 func (db *DB) Resolve(ctx context.Context, a smtp.Address) ([]Target, error) {
+	return db.resolve(ctx, a, false)
+}
+
+// ResolveExplicit is Resolve without catch-alls, at any level: the targets that have a an
+// address of their own, or an alias of it. It answers who may send as a: a catch-all
+// takes mail for every address of its domain, but gives its owner none of them.
+func (db *DB) ResolveExplicit(ctx context.Context, a smtp.Address) ([]Target, error) {
+	return db.resolve(ctx, a, true)
+}
+
+func (db *DB) resolve(ctx context.Context, a smtp.Address, explicit bool) ([]Target, error) {
 	d, err := db.dir(ctx)
 	if err != nil {
 		return nil, err
@@ -391,7 +402,7 @@ func (db *DB) Resolve(ctx context.Context, a smtp.Address) ([]Target, error) {
 	if !d.domains[a.Domain] {
 		return nil, ErrNotLocal
 	}
-	r := resolver{dir: d, seen: map[string]bool{}}
+	r := resolver{dir: d, seen: map[string]bool{}, explicit: explicit}
 	if err := r.resolve(a.Key(), 0); err != nil {
 		return nil, err
 	}
@@ -402,9 +413,10 @@ func (db *DB) Resolve(ctx context.Context, a smtp.Address) ([]Target, error) {
 }
 
 type resolver struct {
-	dir  *directory
-	seen map[string]bool
-	out  []Target
+	dir      *directory
+	seen     map[string]bool
+	out      []Target
+	explicit bool // skip catch-alls
 }
 
 func (r *resolver) resolve(key string, depth int) error {
@@ -430,9 +442,12 @@ func (r *resolver) resolve(key string, depth int) error {
 			return err
 		}
 	}
-	found, err := r.alias("@"+domain, depth)
-	if err != nil {
-		return err
+	found := false
+	if !r.explicit {
+		var err error
+		if found, err = r.alias("@"+domain, depth); err != nil {
+			return err
+		}
 	}
 	if !found && depth > 0 {
 		return fmt.Errorf("alias target %s: %w", key, ErrNoSuchUser)
@@ -461,4 +476,88 @@ func (r *resolver) alias(key string, depth int) (bool, error) {
 		}
 	}
 	return len(targets) > 0, nil
+}
+
+// Grant is a user's right to send as an address, or as any address of a domain
+// ("@domain"), that is not theirs by account or alias.
+type Grant struct {
+	User    string `json:"user"`
+	Address string `json:"address"`
+	Created int64  `json:"created"`
+}
+
+// AddGrant lets user send as address ("local@domain" or "@domain" for the whole domain).
+// The domain must be local: only local domains' mail is signed here.
+func (db *DB) AddGrant(ctx context.Context, user, address string) error {
+	u, err := db.UserByAddress(ctx, user)
+	if err != nil {
+		return err
+	}
+	key, domain, err := aliasKey(address)
+	if err != nil {
+		return err
+	}
+	return db.writeAccounts(ctx, func(tx *sql.Tx) error {
+		did, err := domainID(tx, domain)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(`INSERT INTO grants (user_id, address, domain_id, created) VALUES (?, ?, ?, ?)`,
+			u.ID, key, did, db.now().Unix())
+		if IsConstraint(err) {
+			return fmt.Errorf("grant of %s to %s: %w", key, u.Address, ErrExists)
+		}
+		return err
+	})
+}
+
+// DelGrant takes a grant back.
+func (db *DB) DelGrant(ctx context.Context, user, address string) error {
+	u, err := db.UserByAddress(ctx, user)
+	if err != nil {
+		return err
+	}
+	key, _, err := aliasKey(address)
+	if err != nil {
+		return err
+	}
+	return db.writeAccounts(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`DELETE FROM grants WHERE user_id = ? AND address = ?`, u.ID, key)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("grant of %s to %s: %w", key, u.Address, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// Grants lists every grant by user and address.
+func (db *DB) Grants(ctx context.Context) ([]Grant, error) {
+	rows, err := db.rdb.QueryContext(ctx, `SELECT u.address, g.address, g.created FROM grants g
+		JOIN users u ON u.id = g.user_id ORDER BY u.address, g.address`)
+	if err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	defer rows.Close()
+	var out []Grant
+	for rows.Next() {
+		var g Grant
+		if err := rows.Scan(&g.User, &g.Address, &g.Created); err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// UserGrants returns what a user was granted to send as ("local@domain", "@domain"). It
+// reads the in-memory directory, like Resolve.
+func (db *DB) UserGrants(ctx context.Context, userID int64) ([]string, error) {
+	d, err := db.dir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d.grants[userID], nil
 }

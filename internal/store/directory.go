@@ -21,6 +21,7 @@ type directory struct {
 	domains map[string]bool
 	users   map[string]int64    // address (lower-case) -> user id
 	aliases map[string][]string // address or "@domain" -> targets
+	grants  map[int64][]string  // user id -> addresses and "@domain"s granted to send as
 }
 
 const directoryTTL = time.Second
@@ -63,7 +64,8 @@ func (db *DB) invalidateDir() {
 }
 
 func (db *DB) loadDirectory(ctx context.Context, gen int64) (*directory, error) {
-	d := &directory{gen: gen, domains: map[string]bool{}, users: map[string]int64{}, aliases: map[string][]string{}}
+	d := &directory{gen: gen, domains: map[string]bool{}, users: map[string]int64{}, aliases: map[string][]string{},
+		grants: map[int64][]string{}}
 	// One read transaction, so the snapshot is consistent with gen... or newer, which is
 	// harmless: the next check reloads again.
 	tx, err := db.rdb.BeginTx(ctx, nil)
@@ -102,13 +104,27 @@ func (db *DB) loadDirectory(ctx context.Context, gen int64) (*directory, error) 
 	if err != nil {
 		return nil, fmt.Errorf("load aliases: %w", err)
 	}
-	defer rows.Close()
 	for rows.Next() {
 		var a, t string
 		if err := rows.Scan(&a, &t); err != nil {
+			rows.Close()
 			return nil, err
 		}
 		d.aliases[a] = append(d.aliases[a], t)
+	}
+	rows.Close()
+	rows, err = tx.QueryContext(ctx, `SELECT user_id, address FROM grants ORDER BY user_id, address`)
+	if err != nil {
+		return nil, fmt.Errorf("load grants: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var a string
+		if err := rows.Scan(&id, &a); err != nil {
+			return nil, err
+		}
+		d.grants[id] = append(d.grants[id], a)
 	}
 	return d, rows.Err()
 }

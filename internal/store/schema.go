@@ -201,6 +201,22 @@ CREATE TABLE secrets (
 	`
 ALTER TABLE queue ADD COLUMN lease_node TEXT NOT NULL DEFAULT '';
 `,
+	// 4: sending rights the admin grants beyond a user's own addresses and aliases.
+	`
+-- A grant lets a user send as an address ("local@domain") or as any address of a
+-- domain ("@domain") without receiving its mail: an assistant sending for a manager, a
+-- user who runs a domain's newsletters. Aliases already give their targets that right.
+CREATE TABLE grants (
+	user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	address   TEXT NOT NULL,                 -- lower-case key, or "@domain"
+	domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+	created   INTEGER NOT NULL,
+	PRIMARY KEY (user_id, address)
+) WITHOUT ROWID;
+CREATE INDEX grants_domain ON grants (domain_id);
+CREATE TRIGGER grants_gen_i AFTER INSERT ON grants BEGIN UPDATE generation SET accounts = accounts + 1; END;
+CREATE TRIGGER grants_gen_d AFTER DELETE ON grants BEGIN UPDATE generation SET accounts = accounts + 1; END;
+`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

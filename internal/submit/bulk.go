@@ -1,0 +1,39 @@
+package submit
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/repute-mail/repute/internal/smtp"
+	"github.com/repute-mail/repute/internal/unsubscribe"
+)
+
+// Bulk adds the one-click unsubscribe fields (RFC 8058) to bulk mail: mail from a
+// configured bulk sender, or marked bulk by its own header (Precedence, List-Id).
+type Bulk struct {
+	Key     []byte          // the server's unsubscribe secret
+	BaseURL string          // where the links point, e.g. "https://mail.example.org"
+	Senders map[string]bool // bounce.bulk_senders: lower-case addresses and "@domain"s
+}
+
+// fields returns the List-Unsubscribe fields for a message, or "". The link names the
+// recipient, so a message to several remote recipients (one body for all) cannot carry
+// one; bulk senders send one message per recipient. A message that has its own
+// List-Unsubscribe keeps it.
+func (b *Bulk) fields(from smtp.Address, remote []string, h *Header) string {
+	if len(remote) != 1 || from.Domain == "" {
+		return ""
+	}
+	bulk := b.Senders[strings.ToLower(from.String())] || b.Senders["@"+from.Domain] || h.isBulk()
+	if !bulk || h.Has("List-Unsubscribe") {
+		return ""
+	}
+	return unsubscribe.Fields(b.Key, b.BaseURL, from.String(), remote[0])
+}
+
+// isBulk reports whether the header marks the message as bulk mail.
+func (h *Header) isBulk() bool {
+	var b bytes.Buffer
+	h.WriteFields(&b)
+	return unsubscribe.IsBulk(b.Bytes())
+}
