@@ -37,6 +37,7 @@ import (
 
 	"github.com/repute-mail/repute/internal/app"
 	"github.com/repute-mail/repute/internal/config"
+	"github.com/repute-mail/repute/internal/control"
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
@@ -249,6 +250,9 @@ func sendmail(e *env, args []string, inv invoker, now func() time.Time) error {
 	if err != nil {
 		return &exitError{exTempFail, err}
 	}
+	// Mail queued for remote recipients leaves at once: the running server is told over
+	// its control socket (without one, it finds the queue rows when it starts).
+	sub.Queued = func() { control.Send(cfg.DataDir, "wake") }
 	in := &injection{cfg: cfg, db: db, sub: sub, inv: inv, now: now()}
 	return in.run(ctx, opts, data)
 }
