@@ -7,7 +7,7 @@ package main
 // internal/submit path as the submission listeners: missing From/Date/Message-ID fields
 // are added, bulk mail gets List-Unsubscribe, mail from a local domain is DKIM-signed, and
 // one store.Accept stores it, so the local copies and queue rows exist once it exits 0.
-// The running server's scheduler finds queued rows on its next periodic scan.
+// The running server is then told over its control socket, so queued mail leaves at once.
 //
 // It opens the store directly, like the admin commands, so it needs write access to
 // data_dir: it is meant for root and the account that runs Repute, not for every local
