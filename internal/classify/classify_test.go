@@ -2,6 +2,7 @@ package classify
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -656,4 +657,36 @@ func TestConcurrentClassify(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestClassifyReply: a reply known by its parts is read as the same reply written out,
+// and a code quoted inside the text does not override the reply's own.
+func TestClassifyReply(t *testing.T) {
+	c := Default()
+	cases := []struct {
+		code     int
+		enhanced string
+		text     string
+	}{
+		{550, "5.1.1", "The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos"},
+		{421, "4.7.0", "[192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address"},
+		{550, "5.7.1", "Service unavailable, Client host [192.0.2.1] blocked using Spamhaus"},
+		{452, "4.2.2", "The email account that you tried to reach is over quota"},
+		{0, "", "dial tcp 192.0.2.1:25: connect: connection refused"},
+	}
+	for _, tc := range cases {
+		written := tc.text
+		if tc.code != 0 {
+			written = fmt.Sprintf("%d %s %s", tc.code, tc.enhanced, tc.text)
+		}
+		got, want := c.ClassifyReply(tc.code, tc.enhanced, tc.text, "mx.example.test"), c.ClassifyFrom(written, "mx.example.test")
+		if got != want {
+			t.Errorf("%q: by parts %+v, written out %+v", written, got, want)
+		}
+	}
+	// The reply is a 4xx; the text quotes an earlier 550 5.1.1.
+	r := c.ClassifyReply(451, "4.3.0", "temporary failure; earlier reply was 550 5.1.1 user unknown", "")
+	if !r.Temporary {
+		t.Errorf("a 451 read as permanent because its text quotes a 550: %+v", r)
+	}
 }
