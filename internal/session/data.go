@@ -16,12 +16,12 @@ import (
 // such messages are refused (RFC 5321 §2.3.8).
 var errBareLF = smtp.Errorf(554, "5.5.2", "Message refused: bare LF or CR in message data; lines must end with CRLF (RFC 5321 section 2.3.8)")
 
-// errTooBig is the reply to data beyond the message size limit.
 // errNUL marks message data with a NUL byte. RFC 5322 §2.3 does not allow it, and a
 // relay that passes it on lets a receiver that strips NULs see "\r\n\x00.\r\n" as the end
 // of the data: SMTP smuggling one hop further on, through our address.
 var errNUL = smtp.Errorf(554, "5.6.0", "Message refused: NUL character in message data (RFC 5322 section 2.3)")
 
+// errTooBig is the reply to data beyond the message size limit.
 func errTooBig(max int64) *smtp.Reply {
 	return smtp.Errorf(552, "5.3.4", "Message size exceeds fixed maximum message size (%d bytes)", max)
 }
@@ -88,8 +88,8 @@ func putBuf(b *bytes.Buffer) {
 // "\r.\r\n", "\n.\n" and the like the data goes on, however much what follows looks like
 // commands: that is what keeps SMTP smuggling out, since a client cannot make this server
 // see two messages where a peer that reads the same bytes correctly sees one. A line that
-// ends in a bare LF or holds a bare CR refuses the message (errBareLF), and so does going
-// over max (552 5.3.4); either way the data is read to its real end, so that client and
+// ends in a bare LF or holds a bare CR refuses the message (errBareLF), a NUL byte refuses
+// it (errNUL), and so does going over max (552 5.3.4); either way the data is read to its real end, so that client and
 // server stay in step.
 //
 // The data streams from the read buffer into out piece by piece, so a line of any length
@@ -172,8 +172,8 @@ func checkPiece(piece []byte, whole bool, cr *bool) (proper, crlf bool) {
 }
 
 // cmdBdat handles RFC 3030 CHUNKING. The chunk is raw bytes: it is never looked at for
-// commands or an end-of-data line, and a message with a bare CR or LF in it is refused
-// like one sent with DATA.
+// commands or an end-of-data line, and a message with a bare CR or LF, or a NUL, in it is
+// refused like one sent with DATA.
 //
 // The chunk is always read, even when the command is refused, because the client sends
 // it without waiting for a reply. The one exception is a chunk that could not be stored
