@@ -213,6 +213,7 @@ func TestSendmail(t *testing.T) {
 		{name: "unknown local user", args: []string{"u@a.test", "nobody@a.test", "nobody2"}, stdin: simple, code: exNoUser,
 			stderr: "sendmail: no such local user: nobody@a.test, nobody2@a.test"},
 		{name: "bare CR", args: []string{"u@a.test"}, stdin: "Subject: x\n\nbad\rline\n", code: exDataErr, stderr: "bare carriage return"},
+		{name: "NUL", args: []string{"u@a.test"}, stdin: "Subject: x\n\nhello\n\x00.\nMAIL FROM:<x@a.test>\n", code: exDataErr, stderr: "NUL character"},
 		{name: "oversize", args: []string{"u@a.test"}, stdin: "Subject: big\n\n" + strings.Repeat("0123456789012345678\n", 1100), code: exDataErr,
 			stderr: "larger than the limit of 20000 bytes"},
 		{name: "oversize single line", args: []string{"u@a.test"}, stdin: strings.Repeat("x", 200000), code: exDataErr, stderr: "larger than"},

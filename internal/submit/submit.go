@@ -236,6 +236,9 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, msg []byte, who Wh
 	if len(msg) > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
 		msg = append(msg[:len(msg):len(msg)], '\r', '\n')
 	}
+	if err := checkText(msg); err != nil {
+		return "", err
+	}
 	h, body, err := SplitHeader(msg)
 	if err != nil {
 		return "", err
@@ -395,4 +398,26 @@ func printable(s string, n int) string {
 		}
 		return r
 	}, s)
+}
+
+// checkText refuses what no injection path may hand on to another server: a bare CR or
+// LF (a receiver that reads either as a line end would find an end of data, or commands,
+// where we sent message text) and NUL bytes (a receiver that strips them would read
+// "\r\n\x00.\r\n" as the end of the data). The SMTP listeners refuse both while reading
+// DATA; this guards every other way into the queue (sendmail, the HTTP API) the same way.
+func checkText(msg []byte) error {
+	if bytes.IndexByte(msg, 0) >= 0 {
+		return smtp.Errorf(554, "5.6.0", "Message refused: NUL character in message data (RFC 5322 section 2.3)")
+	}
+	for rest := msg; len(rest) > 0; {
+		i := bytes.IndexAny(rest, "\r\n")
+		if i < 0 {
+			break
+		}
+		if rest[i] == '\n' || i+1 >= len(rest) || rest[i+1] != '\n' {
+			return smtp.Errorf(554, "5.5.2", "Message refused: bare LF or CR in message data; lines must end with CRLF (RFC 5321 section 2.3.8)")
+		}
+		rest = rest[i+2:]
+	}
+	return nil
 }

@@ -396,6 +396,28 @@ func TestMaxSize(t *testing.T) {
 	}
 }
 
+// TestSmugglingBytesRefused: whatever path a message comes in by, nothing that a later
+// receiver could read as an end of data (bare CR or LF, NUL) reaches the queue.
+func TestSmugglingBytesRefused(t *testing.T) {
+	f := newFixture(t)
+	alice := User(f.alice, netip.Addr{})
+	for _, tc := range []struct{ name, body, want string }{
+		{"bare LF dot", "hello\n.\nMAIL FROM:<x@a.test>\r\n", "554 5.5.2"},
+		{"bare CR dot", "hello\r.\rMAIL FROM:<x@a.test>\r\n", "554 5.5.2"},
+		{"CRLF dot bare LF", "hello\r\n.\nMAIL FROM:<x@a.test>\r\n", "554 5.5.2"},
+		{"NUL dot", "hello\r\n\x00.\r\nMAIL FROM:<x@a.test>\r\n", "554 5.6.0"},
+		{"trailing bare CR", "hello\r", "554 5.5.2"},
+	} {
+		_, err := f.send(t, alice, "alice@a.test", "From: alice@a.test\r\n\r\n"+tc.body)
+		if replyOf(err) != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
+		}
+	}
+	if q, _ := f.db.Queue(context.Background()); len(q) != 0 {
+		t.Errorf("%d entries queued", len(q))
+	}
+}
+
 func TestSplitHeader(t *testing.T) {
 	tests := []struct {
 		in, fields, body string
