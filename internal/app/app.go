@@ -40,7 +40,6 @@ import (
 	"github.com/repute-mail/repute/internal/scheduler"
 	"github.com/repute-mail/repute/internal/session"
 	"github.com/repute-mail/repute/internal/shaper"
-	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/submit"
 	"github.com/repute-mail/repute/internal/tlsconf"
@@ -119,6 +118,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.metrics = obs.NewMetrics()
 	a.guard = authguard.New(a.log)
 	a.guard.OnLockout = func(netip.Addr) { a.metrics.Lockout() }
+	login := authguard.Authenticator[store.User]{Guard: a.guard, Check: a.db.Authenticate,
+		IsBadPassword: func(err error) bool { return errors.Is(err, store.ErrBadCredentials) },
+		Failed:        a.metrics.LoginFailure, Refused: a.metrics.LockedOutLogin}
 	a.mailstore = mailstore.New(a.db, a.log)
 	if err := a.buildOutbound(); err != nil {
 		return err
@@ -143,12 +145,15 @@ func (a *App) Start(ctx context.Context) (err error) {
 	dnsbl := &policy.DNSBL{Resolver: a.resolver, Zones: cfg.SMTP.DNSBL}
 	var verifier *policy.Verifier
 	if cfg.SMTP.SenderChecks {
-		verifier = &policy.Verifier{Resolver: a.resolver, AuthservID: cfg.Hostname, Seal: a.seal}
+		sealer := &auth.ARCSealer{Keys: submit.ActiveKeys(a.db)}
+		verifier = &policy.Verifier{Resolver: a.resolver, AuthservID: cfg.Hostname, Seal: sealer.Seal}
 	}
 	newSMTP := func(mode session.Mode, implicitTLS bool) *session.Server {
 		s := &session.Server{
 			Hostname: cfg.Hostname, Mode: mode, ImplicitTLS: implicitTLS, TLSConfig: a.tls,
-			DB: a.db, Delivered: a.mailstore.Delivered, Authenticate: a.smtpAuthenticate,
+			DB: a.db, Delivered: a.mailstore.Delivered, Authenticate: func(ctx context.Context, user, pass string, remote netip.Addr) (store.User, error) {
+				return login.Login(ctx, "smtp", user, pass, remote)
+			},
 			Events: a.events, Logger: a.log, Limits: limits,
 			MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients,
 			CommandTimeout: cfg.SMTP.CommandTimeout.Duration, DataTimeout: cfg.SMTP.DataTimeout.Duration,
@@ -161,7 +166,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.imap = &imapsrv.Server{
 		Mailstore: a.mailstore, TLSConfig: a.tls, Logger: a.log,
 		Authenticate: func(ctx context.Context, user, pass string, remote net.Addr) (store.User, error) {
-			return a.authenticate(ctx, "imap", user, pass, addrOf(remote))
+			return login.Login(ctx, "imap", user, pass, addrOf(remote))
 		},
 		MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP,
 		IdleTimeout:         cfg.IMAP.IdleTimeout.Duration,
@@ -381,16 +386,7 @@ func (a *App) buildBounces(ctx context.Context) error {
 	a.bounces = &bounce.Processor{DB: a.db, Outcomes: a.outcomes, Key: key, UnsubKey: a.unsubKey, Feedback: feedback,
 		Hostname: a.cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered}
 	if a.cfg.Bounce.TagEnvelope {
-		a.sched.EnvelopeFrom = func(from, msgID string) string {
-			at := strings.LastIndexByte(from, '@')
-			if at < 0 {
-				return from
-			}
-			if local, err := a.db.IsLocalDomain(context.Background(), strings.ToLower(from[at+1:])); err != nil || !local {
-				return from // forwarded mail of other domains keeps its sender
-			}
-			return verp.Encode(key, from, msgID)
-		}
+		a.sched.EnvelopeFrom = (&verp.Tagger{Key: key, IsLocal: a.db.IsLocalDomain}).Tag
 	}
 	return nil
 }
@@ -432,29 +428,6 @@ func lowerSet(l []string) map[string]bool {
 		m[strings.ToLower(s)] = true
 	}
 	return m
-}
-
-// seal adds an ARC set to a message forwarded by an alias of domain, signed with the
-// domain's active RSA key (receivers support RSA; Ed25519 ARC is rare).
-func (a *App) seal(ctx context.Context, domain string, msg []byte, authservID, results string, chain auth.ARCResult) ([]byte, error) {
-	if chain.Result == "temperror" {
-		// A seal must state the chain's validity; "fail" for a DNS hiccup would end the
-		// chain for every later hop, so forward unsealed instead.
-		return nil, fmt.Errorf("existing ARC chain could not be verified (DNS): %v", chain.Err)
-	}
-	keys, err := submit.ActiveKeys(a.db)(ctx, domain)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if k.Algorithm == auth.KeyRSA {
-			return auth.SealARC(k, msg, authservID, results, chain, time.Now())
-		}
-	}
-	if len(keys) > 0 {
-		return auth.SealARC(keys[0], msg, authservID, results, chain, time.Now())
-	}
-	return nil, fmt.Errorf("no active DKIM key for %s", domain)
 }
 
 // readSecret returns the first line of a file (passwords are kept out of the config file).
@@ -527,28 +500,6 @@ const maxSocketPath = 107
 
 // DB is the open store (after Start).
 func (a *App) DB() *store.DB { return a.db }
-
-func (a *App) authenticate(ctx context.Context, protocol, user, pass string, remote netip.Addr) (store.User, error) {
-	u, err := authguard.Check(ctx, a.guard, remote, user,
-		func() (store.User, error) { return a.db.Authenticate(ctx, user, pass) },
-		func(err error) bool { return errors.Is(err, store.ErrBadCredentials) })
-	switch {
-	case errors.Is(err, authguard.ErrLockedOut):
-		a.metrics.LockedOutLogin()
-	case errors.Is(err, store.ErrBadCredentials):
-		a.metrics.LoginFailure(protocol)
-	}
-	return u, err
-}
-
-// smtpAuthenticate answers a locked-out client with the RFC 4954 temporary failure.
-func (a *App) smtpAuthenticate(ctx context.Context, user, pass string, remote netip.Addr) (store.User, error) {
-	u, err := a.authenticate(ctx, "smtp", user, pass, remote)
-	if errors.Is(err, authguard.ErrLockedOut) {
-		err = smtp.Wrap(454, "4.7.0", "Too many failed logins from your address; try again later", err)
-	}
-	return u, err
-}
 
 func (a *App) freeSpace() (int64, error) {
 	var st syscall.Statfs_t

@@ -3,6 +3,7 @@ package auth
 // Sealing: adding one ARC set to a message Repute forwards (RFC 8617 §5.1).
 
 import (
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -291,4 +292,40 @@ func arcSign(key DKIMKey, digest []byte) ([]byte, error) {
 		return nil, fmt.Errorf("arc: seal with %s._domainkey.%s: %w", key.Selector, key.Domain, err)
 	}
 	return sig, nil
+}
+
+// ARCSealer seals messages that an alias forwards to another host, with the forwarding
+// domain's active DKIM key: an RSA one when there is one (RFC 8617 defines only
+// rsa-sha256, and receivers verify RSA), else the first.
+type ARCSealer struct {
+	Keys func(ctx context.Context, domain string) ([]DKIMKey, error) // the domain's active keys
+	Now  func() time.Time
+}
+
+// Seal adds an ARC set for domain to msg. A chain that could not be verified because of
+// DNS is not sealed over: a seal must state the chain's validity, and "fail" for a DNS
+// hiccup would end the chain for every later hop, so the message is forwarded unsealed.
+func (s *ARCSealer) Seal(ctx context.Context, domain string, msg []byte, authservID, results string, chain ARCResult) ([]byte, error) {
+	if chain.Result == "temperror" {
+		return nil, fmt.Errorf("existing ARC chain could not be verified (DNS): %v", chain.Err)
+	}
+	keys, err := s.Keys(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no active DKIM key for %s", domain)
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	key := keys[0]
+	for _, k := range keys {
+		if k.Algorithm == KeyRSA {
+			key = k
+			break
+		}
+	}
+	return SealARC(key, msg, authservID, results, chain, now())
 }

@@ -267,3 +267,32 @@ func (g *Guard) LockedOut(remote netip.Addr) bool {
 	r := g.byAddr[key(remote)]
 	return r != nil && g.Now().Before(r.lockedUntil)
 }
+
+// Authenticator checks passwords behind a Guard, for every protocol that logs users in
+// (SMTP AUTH, IMAP LOGIN), and reports what happened to the metrics.
+type Authenticator[U any] struct {
+	Guard *Guard
+	// Check is the real password check; IsBadPassword tells a wrong password (which
+	// counts against the client) from other errors (which do not).
+	Check         func(ctx context.Context, user, pass string) (U, error)
+	IsBadPassword func(error) bool
+	Failed        func(protocol string) // a wrong password was refused; nil: not counted
+	Refused       func()                // an attempt from a locked-out address was refused; nil: not counted
+}
+
+// Login checks user's password for protocol ("smtp", "imap") from remote. A locked-out
+// address gets ErrLockedOut without its password being checked.
+func (a Authenticator[U]) Login(ctx context.Context, protocol, user, pass string, remote netip.Addr) (U, error) {
+	u, err := Check(ctx, a.Guard, remote, user, func() (U, error) { return a.Check(ctx, user, pass) }, a.IsBadPassword)
+	switch {
+	case errors.Is(err, ErrLockedOut):
+		if a.Refused != nil {
+			a.Refused()
+		}
+	case err != nil && a.IsBadPassword(err):
+		if a.Failed != nil {
+			a.Failed(protocol)
+		}
+	}
+	return u, err
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/repute-mail/repute/internal/authguard"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 )
@@ -53,6 +54,9 @@ func (c *conn) cmdAuth(arg string) {
 		var r *smtp.Reply
 		if errors.As(err, &r) {
 			c.protocolError(r)
+		} else if errors.Is(err, authguard.ErrLockedOut) {
+			// RFC 4954 §6: a temporary failure; the client may try again later.
+			c.protocolError(smtp.Wrap(454, "4.7.0", "Too many failed logins from your address; try again later", err))
 		} else if errors.Is(err, store.ErrBadCredentials) {
 			c.log.Info("smtp: authentication failed", "user", user)
 			c.protocolError(smtp.Errorf(535, "5.7.8", "Authentication credentials invalid"))

@@ -15,6 +15,7 @@
 package verp
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
@@ -86,4 +87,24 @@ func idChars(s string) bool {
 		}
 	}
 	return len(s) > 0 && len(s) <= 32
+}
+
+// Tagger tags the envelope senders of our own domains' mail as it leaves; forwarded mail
+// of other domains keeps its sender (a tag would not come back to us, and the sender's
+// own domain decides its SPF).
+type Tagger struct {
+	Key     []byte
+	IsLocal func(ctx context.Context, domain string) (bool, error)
+}
+
+// Tag returns the envelope sender msgID leaves with.
+func (t *Tagger) Tag(from, msgID string) string {
+	at := strings.LastIndexByte(from, '@')
+	if at < 0 {
+		return from
+	}
+	if local, err := t.IsLocal(context.Background(), strings.ToLower(from[at+1:])); err != nil || !local {
+		return from
+	}
+	return Encode(t.Key, from, msgID)
 }

@@ -1,6 +1,7 @@
 package verp
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,18 @@ func TestEncodeLeavesUntaggable(t *testing.T) {
 	}
 	if got := Encode(key, "a@a.test", "Bad ID"); got != "a@a.test" {
 		t.Errorf("bad id: %q", got)
+	}
+}
+
+func TestTagger(t *testing.T) {
+	tg := &Tagger{Key: []byte("k"), IsLocal: func(_ context.Context, d string) (bool, error) { return d == "a.test", nil }}
+	tagged := tg.Tag("alice@A.test", "06h3aiun5kvhg2ga")
+	if from, id, ok := Decode([]byte("k"), tagged); !ok || from != "alice@A.test" || id != "06h3aiun5kvhg2ga" {
+		t.Errorf("our domain: %q decodes to %q %q %v", tagged, from, id, ok)
+	}
+	for _, from := range []string{"bob@remote.test", "", "postmaster"} {
+		if got := tg.Tag(from, "06h3aiun5kvhg2ga"); got != from {
+			t.Errorf("Tag(%q) = %q, want it unchanged", from, got)
+		}
 	}
 }
