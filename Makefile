@@ -1,6 +1,6 @@
 # The test command of the README's quick start; .ci/run runs exactly `make test`.
 GO ?= go
-CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/... ./internal/policy/... ./internal/auth/... ./internal/classify/... ./internal/bounce/...
+CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/... ./internal/policy/... ./internal/auth/... ./internal/classify/... ./internal/bounce/... ./internal/submit/... ./internal/route/... ./internal/shaper/... ./internal/outcome/... ./internal/provider/... ./internal/control/...
 
 .PHONY: build test vet fmt-check race fuzz bench
 
@@ -44,6 +44,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./internal/classify
 	$(GO) test -run XXX -fuzz '^FuzzParseDSN$$' -fuzztime $(FUZZTIME) ./internal/classify
 	$(GO) test -run XXX -fuzz '^FuzzParseARF$$' -fuzztime $(FUZZTIME) ./internal/classify
+	$(GO) test -run XXX -fuzz '^FuzzReadEvents$$' -fuzztime $(FUZZTIME) ./internal/obs
+	$(GO) test -run XXX -fuzz '^FuzzSplitHeader$$' -fuzztime $(FUZZTIME) ./internal/submit
+	$(GO) test -run XXX -fuzz '^FuzzAuthors$$' -fuzztime $(FUZZTIME) ./internal/submit
 
 bench:
 	bash bench/inbound.sh

@@ -12,8 +12,10 @@
 #
 # A run measures one server emptying a full queue. First the queue is filled without any
 # delivery happening, then the clock starts, and it stops when the queue is empty:
-#   Repute : the server is stopped; N × `repute sendmail -f bench@$DOMAIN sink@sink.test`
-#            (the same SIZE-byte message) commit N queue rows; t0 = launch of
+#   Repute : the server is stopped; N queue rows are committed (FILL=store, the default:
+#            bench/queuefill writes them through the store's own Accept, many at once;
+#            FILL=sendmail: N × `repute sendmail -f bench@$DOMAIN sink@sink.test`, which
+#            also DKIM-signs each message and takes minutes for large N); t0 = launch of
 #            `repute serve`; t1 = first `repute queue summary --json` that prints [].
 #   Postfix: smtpd holds everything it accepts (check_recipient_access static:HOLD);
 #            smtp-source injects N messages; once N are in the hold queue, t0; then
@@ -31,7 +33,7 @@
 # through dnsstub.py (no MX record: the implicit MX, A 127.0.0.1) and connect to
 # [outbound] remote_port = $PORT_SINK, its full MX path.
 #
-# Environment (defaults): N=20000 SIZE=4096 ROUNDS=3 C=20 INJECT_PAR=4 ROUTE=relay
+# Environment (defaults): N=20000 SIZE=4096 ROUNDS=3 C=20 INJECT_PAR=4 ROUTE=relay FILL=store
 #   PORT_A=24625 (Repute MX, unused but for readiness) PORT_B=24626 (Postfix injection)
 #   PORT_SINK=24627 PORT_DNS=24653 DOMAIN=bench.test KEEP=0 (1 = keep the temp dir)
 #   PAUSE=2 (seconds between runs) RUN_TIMEOUT=900 (seconds one run may take)
@@ -44,7 +46,7 @@ BENCH=outbound KEPT_LOGS="repute/serve.log, repute/data/events.log, postfix/mail
 . "$(dirname "$0")/lib.sh"
 
 N=${N:-20000} SIZE=${SIZE:-4096} ROUNDS=${ROUNDS:-3} C=${C:-20} INJECT_PAR=${INJECT_PAR:-4}
-ROUTE=${ROUTE:-relay}
+ROUTE=${ROUTE:-relay} FILL=${FILL:-store}
 PORT_A=${PORT_A:-24625} PORT_B=${PORT_B:-24626} PORT_SINK=${PORT_SINK:-24627}
 PORT_DNS=${PORT_DNS:-24653} DOMAIN=${DOMAIN:-bench.test} KEEP=${KEEP:-0} PAUSE=${PAUSE:-2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
@@ -68,6 +70,7 @@ for v in N SIZE ROUNDS C INJECT_PAR; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
 case $ROUTE in relay | mx) ;; *) die "ROUTE must be relay or mx" ;; esac
+case $FILL in store | sendmail) ;; *) die "FILL must be store or sendmail" ;; esac
 for p in "$PORT_A" "$PORT_B" "$PORT_SINK"; do
   port_free "$p" || die "$IP:$p is already in use"
 done
@@ -107,7 +110,7 @@ wait_port "$PORT_SINK"
 
 # ------------------------------------------------------------------- Repute
 log "building repute from $ROOT"
-(cd "$ROOT" && go build -o "$WORK/repute-bin" ./cmd/repute)
+(cd "$ROOT" && go build -o "$WORK/repute-bin" ./cmd/repute && go build -o "$WORK/queuefill" ./bench/queuefill)
 mkdir -p "$WORK/repute"
 RCFG=$WORK/repute/repute.toml
 if [ "$ROUTE" = relay ]; then
@@ -148,6 +151,10 @@ r_queued() { # entries in Repute's queue
 r_delivered() { local n; n=$(grep -c '"event":"delivered"' "$EVENTS" 2>/dev/null) || true; echo "${n:-0}"; }
 
 r_inject() {
+  if [ "$FILL" = store ]; then
+    "$WORK/queuefill" -db "$WORK/repute/data/repute.db" -from "$FROM" -to "$TO" -n "$N" < "$MSG"
+    return
+  fi
   export RBIN=$WORK/repute-bin RCFG MSG FROM TO
   seq 1 "$N" | xargs -n 200 -P "$INJECT_PAR" bash -c \
     'for _ in "$@"; do "$RBIN" sendmail -f "$FROM" "$TO" --config "$RCFG" < "$MSG" || exit 255; done' _
@@ -164,7 +171,7 @@ run_repute() {
   local i0; i0=$(mono)
   r_inject || { log "repute sendmail failed"; return; }
   q=$(r_queued)
-  log "repute: $q entries queued by sendmail in $(awk -v a="$i0" -v b="$(mono)" 'BEGIN { printf "%.1f", b - a }') s"
+  log "repute: $q entries queued ($FILL) in $(awk -v a="$i0" -v b="$(mono)" 'BEGIN { printf "%.1f", b - a }') s"
   [ "$q" = "$N" ] || { log "repute queue holds $q entries after injecting $N"; return; }
   t0=$(mono)
   setsid "${PRIVATE_DNS[@]}" "$WORK/repute-bin" serve --config "$RCFG" </dev/null >>"$WORK/repute/serve.log" 2>&1 &
@@ -248,7 +255,7 @@ run_postfix() {
 # -------------------------------------------------------------------- runs
 declare -a RA RB
 failed=0
-log "N=$N SIZE=$SIZE ROUNDS=$ROUNDS ROUTE=$ROUTE; order repute, postfix per round"
+log "N=$N SIZE=$SIZE ROUNDS=$ROUNDS ROUTE=$ROUTE FILL=$FILL; order repute, postfix per round"
 for r in $(seq 1 "$ROUNDS"); do
   run_repute;  a=$RESULT; sleep "$PAUSE"
   run_postfix; b=$RESULT; [ "$r" = "$ROUNDS" ] || sleep "$PAUSE"
