@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	moxdns "github.com/mjl-/mox/dns"
@@ -43,7 +42,6 @@ type RelayAuth struct {
 type Client struct {
 	Resolver   dns.Resolver // every lookup (MX, A/AAAA, TLSA, MTA-STS TXT); nil: the system resolver
 	Hostname   string       // EHLO name (config `hostname`); "": os.Hostname
-	SourceIPs  []netip.Addr // local addresses to connect from, used in turn per address family; none: the kernel's choice
 	RemotePort int          // port of MX hosts; 0: 25
 
 	Relay     string     // "host:port" smarthost for all mail (no MX lookup); "": deliver directly
@@ -69,7 +67,6 @@ type Client struct {
 	cache      PolicyCache
 	http       *http.Client
 	dnssecOnce sync.Once
-	nextSource atomic.Uint32
 	failed     fetchFailures // MTA-STS policy fetches that failed recently
 }
 

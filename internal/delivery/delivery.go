@@ -55,8 +55,8 @@ type Attempt struct {
 }
 
 // Deliverer delivers messages to one destination domain, on the route the scheduler
-// resolved and from the source address the shaper chose (the zero Addr: the Client's
-// SourceIPs in turn, or the kernel's choice). It calls report once per message,
+// resolved and from the source address the shaper chose (the zero Addr: the kernel's
+// choice); it never picks a source address itself. It calls report once per message,
 // as soon as that message's outcome is known, with one Attempt per recipient of it; so a
 // crash in the middle of a long batch repeats at most the messages in flight. report is
 // called from Deliver's goroutine, and Deliver returns once every message was reported. It

@@ -231,14 +231,14 @@ func TestConnectionReuse(t *testing.T) {
 
 func TestSourceIPs(t *testing.T) {
 	tests := []struct {
-		name    string
-		sources []netip.Addr
-		want    want
-		remote  string
+		name   string
+		source netip.Addr
+		want   want
+		remote string
 	}{
-		{"bound to the source address", []netip.Addr{netip.MustParseAddr("127.0.0.5")},
+		{"bound to the source address", netip.MustParseAddr("127.0.0.5"),
 			want{rcpt: "bob@b.test", code: 250, mx: "mx1.b.test"}, "127.0.0.5"},
-		{"no source of the destination's family", []netip.Addr{netip.MustParseAddr("::1")},
+		{"no source of the destination's family", netip.MustParseAddr("::1"),
 			want{rcpt: "bob@b.test", mx: "mx2.b.test", text: "no address of mx2.b.test has a matching source address family"}, ""},
 	}
 	for _, tc := range tests {
@@ -246,7 +246,7 @@ func TestSourceIPs(t *testing.T) {
 			e := newEnv(t, twoMX...)
 			e.add("mx2.b.test. A 127.0.0.11") // both MX on one sink
 			sk := startSink(t, e.addr("127.0.0.11"), sinkConfig{})
-			e.c.SourceIPs = tc.sources
+			e.source = tc.source
 			got := e.deliver("b.test", msg("1", "alice@a.test", "bob@b.test"))
 			check(t, got, []want{tc.want})
 			if tc.remote == "" {

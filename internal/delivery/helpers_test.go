@@ -208,11 +208,12 @@ func refuser(t *testing.T, addr, greeting string) {
 // env is a test world: a DNS server, a test CA, a port shared by every MX host (each on
 // its own 127.0.0.x address) and a Client pointed at them.
 type env struct {
-	t    *testing.T
-	dns  *dnstest.Server
-	ca   *testCA
-	port int
-	c    *Client
+	t      *testing.T
+	dns    *dnstest.Server
+	ca     *testCA
+	port   int
+	c      *Client
+	source netip.Addr // the source address deliveries are given (the zero Addr: the kernel's choice)
 }
 
 func newEnv(t *testing.T, records ...string) *env {
@@ -257,7 +258,7 @@ func (e *env) deliver(domain string, msgs ...*Message) []Attempt {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return collect(ctx, e.c, domain, msgs)
+	return collectFrom(ctx, e.c, domain, e.source, msgs)
 }
 
 // freePort finds a TCP port free on 127.0.0.1, to be used on other 127/8 addresses too.
@@ -329,6 +330,11 @@ func check(t *testing.T, got []Attempt, wants []want) {
 // collect runs Deliver and gathers the reported attempts, checking that every message is
 // reported exactly once.
 func collect(ctx context.Context, d Deliverer, domain string, msgs []*Message) []Attempt {
+	return collectFrom(ctx, d, domain, netip.Addr{}, msgs)
+}
+
+// collectFrom is collect from a given source address.
+func collectFrom(ctx context.Context, d Deliverer, domain string, source netip.Addr, msgs []*Message) []Attempt {
 	var out []Attempt
 	reports := 0
 	var r dns.Resolver
@@ -336,7 +342,7 @@ func collect(ctx context.Context, d Deliverer, domain string, msgs []*Message) [
 		r = c.Resolver
 	}
 	rt := (&route.Resolver{DNS: r}).Resolve(ctx, domain)
-	d.Deliver(ctx, rt, netip.Addr{}, msgs, func(as []Attempt) {
+	d.Deliver(ctx, rt, source, msgs, func(as []Attempt) {
 		reports++
 		out = append(out, as...)
 	})

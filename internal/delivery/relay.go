@@ -64,7 +64,7 @@ func (c *Client) connectRelay(ctx context.Context, source netip.Addr) (*session,
 		Auth:      c.relayAuth(),
 	}
 	f.text = fmt.Sprintf("relay %s: no usable address", host)
-	for _, ip := range c.usableIPs(ips, source) {
+	for _, ip := range usableIPs(ips, source) {
 		s, sf := c.openSession(ctx, source, ip, port, host, mode, true, moxdns.Domain{ASCII: host}, opts)
 		if s != nil {
 			if s.hop.tls != "" {

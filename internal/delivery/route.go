@@ -34,7 +34,7 @@ type dest struct {
 	authentic bool           // the MX answer (or its denial) was DNSSEC-validated
 	sts       *mtasts.Policy // nil: no MTA-STS policy in force
 	stsReport string         // TLS-RPT result type when the policy could not be fetched
-	source    netip.Addr     // address to connect from; invalid: SourceIPs in turn, or the kernel's choice
+	source    netip.Addr     // address to connect from; invalid: the kernel's choice
 }
 
 // dest prepares delivery on a route the scheduler resolved: the hosts in order (equal
@@ -138,7 +138,7 @@ func (rt *dest) connectHost(ctx context.Context, h host) (s *session, f *failure
 	if f != nil {
 		return nil, f, false
 	}
-	ips = c.usableIPs(ips, rt.source)
+	ips = usableIPs(ips, rt.source)
 	if len(ips) == 0 {
 		return nil, &failure{hop: hop{mx: h.name.ASCII}, reply: reply{
 			text: fmt.Sprintf("no address of %s has a matching source address family", h.name.ASCII)}}, false

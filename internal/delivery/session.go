@@ -69,12 +69,9 @@ func (c *Client) openSession(ctx context.Context, source netip.Addr, ip net.IP, 
 	return &session{client: client, conn: dc, hop: h, stop: stop}, nil
 }
 
-// dial connects from source, or when it is not valid from the next configured source of
-// ip's family.
+// dial connects from source, the address the shaper chose (the zero Addr: the kernel's
+// choice).
 func (c *Client) dial(ctx context.Context, source netip.Addr, ip net.IP, addr string) (net.Conn, error) {
-	if !source.IsValid() {
-		source = c.sourceFor(ip)
-	}
 	if c.Dial != nil {
 		return c.Dial(ctx, "tcp", addr, source)
 	}
@@ -88,37 +85,16 @@ func (c *Client) dial(ctx context.Context, source netip.Addr, ip net.IP, addr st
 	return d.DialContext(ctx, "tcp", addr)
 }
 
-// sourceFor picks the next configured source address of ip's family, in turn; the zero
-// Addr lets the kernel choose (no SourceIPs configured).
-func (c *Client) sourceFor(ip net.IP) netip.Addr {
-	want4 := ip.To4() != nil
-	var l []netip.Addr
-	for _, a := range c.SourceIPs {
-		if a.Unmap().Is4() == want4 {
-			l = append(l, a.Unmap())
-		}
-	}
-	if len(l) == 0 {
-		return netip.Addr{}
-	}
-	return l[int(c.nextSource.Add(1)-1)%len(l)]
-}
-
 // usableIPs orders a host's addresses IPv4 first (the family every sender can reach and
-// the one receivers judge more leniently) and drops the families no source address can
-// reach: the source the scheduler chose, else SourceIPs; an IPv6 destination needs an
-// IPv6 source and vice versa.
-func (c *Client) usableIPs(ips []net.IP, source netip.Addr) []net.IP {
-	sources := c.SourceIPs
-	if source.IsValid() {
-		sources = []netip.Addr{source}
-	}
+// the one receivers judge more leniently) and, with a source address given, drops the
+// other family: an IPv6 destination needs an IPv6 source and vice versa.
+func usableIPs(ips []net.IP, source netip.Addr) []net.IP {
 	var have4, have6 bool
-	for _, a := range sources {
-		have4 = have4 || a.Unmap().Is4()
-		have6 = have6 || !a.Unmap().Is4()
+	if source.IsValid() {
+		have4 = source.Unmap().Is4()
+		have6 = !have4
 	}
-	all := len(sources) == 0
+	all := !source.IsValid()
 	var v4, v6 []net.IP
 	for _, ip := range ips {
 		if ip.To4() != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,44 +87,26 @@ func TestReplyFromErr(t *testing.T) {
 func TestUsableIPs(t *testing.T) {
 	ips := []net.IP{net.ParseIP("2001:db8::1"), net.ParseIP("192.0.2.1"), net.ParseIP("192.0.2.2")}
 	tests := []struct {
-		sources []string
-		want    string
+		source string
+		want   string
 	}{
-		{nil, "192.0.2.1 192.0.2.2 2001:db8::1"},
-		{[]string{"198.51.100.1"}, "192.0.2.1 192.0.2.2"},
-		{[]string{"2001:db8::99"}, "2001:db8::1"},
-		{[]string{"::ffff:198.51.100.1", "2001:db8::99"}, "192.0.2.1 192.0.2.2 2001:db8::1"},
+		{"", "192.0.2.1 192.0.2.2 2001:db8::1"},
+		{"198.51.100.1", "192.0.2.1 192.0.2.2"},
+		{"::ffff:198.51.100.1", "192.0.2.1 192.0.2.2"},
+		{"2001:db8::99", "2001:db8::1"},
 	}
 	for _, tc := range tests {
-		c := &Client{}
-		for _, s := range tc.sources {
-			c.SourceIPs = append(c.SourceIPs, netip.MustParseAddr(s))
+		var source netip.Addr
+		if tc.source != "" {
+			source = netip.MustParseAddr(tc.source)
 		}
 		var got []string
-		for _, ip := range c.usableIPs(ips, netip.Addr{}) {
+		for _, ip := range usableIPs(ips, source) {
 			got = append(got, ip.String())
 		}
 		if s := strings.Join(got, " "); s != tc.want {
-			t.Errorf("sources %v: got %q, want %q", tc.sources, s, tc.want)
+			t.Errorf("source %q: got %q, want %q", tc.source, s, tc.want)
 		}
-	}
-}
-
-func TestSourceForRoundRobin(t *testing.T) {
-	c := &Client{SourceIPs: []netip.Addr{
-		netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("192.0.2.11"),
-	}}
-	v4, v6 := net.ParseIP("198.51.100.1"), net.ParseIP("2001:db8::1")
-	var got []string
-	for _, ip := range []net.IP{v4, v4, v4, v6} {
-		got = append(got, c.sourceFor(ip).String())
-	}
-	want := []string{"192.0.2.10", "192.0.2.11", "192.0.2.10", "2001:db8::10"}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %v, want %v", got, want)
-	}
-	if a := (&Client{}).sourceFor(v4); a.IsValid() {
-		t.Errorf("no SourceIPs: got %v, want the zero Addr", a)
 	}
 }
 
