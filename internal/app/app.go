@@ -313,7 +313,7 @@ func (a *App) buildOutbound() error {
 	}
 	newClient := func(relay, tlsMode, user, passwordFile string) (*delivery.Client, error) {
 		c := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname,
-			RemotePort: cfg.Outbound.RemotePort, Relay: relay, RelayTLS: tlsMode, Logger: a.log, MTASTS: mtastsCache{a.db}}
+			RemotePort: cfg.Outbound.RemotePort, Relay: relay, RelayTLS: tlsMode, Logger: a.log}
 		if user != "" {
 			pw, err := readSecret(passwordFile)
 			if err != nil {
@@ -350,7 +350,8 @@ func (a *App) buildOutbound() error {
 			relays[strings.ToLower(d)] = r.Relay
 		}
 	}
-	routes := &route.Resolver{DNS: resolver, Providers: a.classifier.Providers(), Relay: o.Relay, Relays: relays, Logger: a.log}
+	routes := &route.Resolver{DNS: resolver, Providers: a.classifier.Providers(), Relay: o.Relay, Relays: relays, Logger: a.log,
+		STS: &route.STS{DNS: resolver, Cache: mtastsCache{a.db}, Logger: a.log}}
 	q := cfg.Queue
 	limits := &shaper.Limits{MaxConnections: q.Concurrency, SourceIPs: sources}
 	a.outcomes = a.buildOutcomes()

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"sync"
@@ -49,25 +48,20 @@ type Client struct {
 	RelayAuth *RelayAuth // nil: no AUTH
 
 	Logger         *slog.Logger
-	Now            func() time.Time // clock for durations and MTA-STS cache expiry; nil: time.Now
+	Now            func() time.Time // clock for durations; nil: time.Now
 	DialTimeout    time.Duration    // per TCP connect; 0: 30 s
 	CommandTimeout time.Duration    // per SMTP reply; 0: 5 min
 	// Dial opens TCP connections; nil: a net.Dialer bound to source (if valid).
 	Dial func(ctx context.Context, network, address string, source netip.Addr) (net.Conn, error)
 
-	MTASTS      PolicyCache    // MTA-STS policies; nil: an in-memory cache owned by this Client
-	HTTPClient  *http.Client   // fetches MTA-STS policies; nil: resolves through Resolver, verifies with RootCAs, no redirects
-	RootCAs     *x509.CertPool // PKIX roots for MTA-STS, REQUIRETLS and the relay; nil: the system's
+	RootCAs     *x509.CertPool // PKIX roots for MTA-STS hosts, REQUIRETLS and the relay; nil: the system's
 	DNSSECProbe string         // name in a signed zone, looked up once to tell whether DANE can work; "": the root
 
 	setupOnce  sync.Once
 	log        *slog.Logger
 	resolver   dns.Resolver
 	ehlo       moxdns.Domain
-	cache      PolicyCache
-	http       *http.Client
 	dnssecOnce sync.Once
-	failed     fetchFailures // MTA-STS policy fetches that failed recently
 }
 
 var _ Deliverer = (*Client)(nil)
@@ -103,14 +97,6 @@ func (c *Client) setup() {
 			c.resolver, _ = dns.New("", c.log) // cannot fail for the system resolver
 		}
 		c.ehlo = ehloName(c.Hostname)
-		c.cache = c.MTASTS
-		if c.cache == nil {
-			c.cache = &MemoryPolicyCache{}
-		}
-		c.http = c.HTTPClient
-		if c.http == nil {
-			c.http = c.policyHTTPClient()
-		}
 	})
 }
 

@@ -4,9 +4,9 @@
 // destination. It reports every attempt as data (Attempt) and decides nothing about
 // retries: that is the scheduler's job, and judging what a reply means is classify's.
 //
-// The route (MX hosts, relay) is resolved by internal/route before delivery, and the
-// source address is chosen by the traffic shaper; delivery looks up only what a connection
-// needs: host addresses, the MTA-STS policy and TLSA records.
+// The route (MX hosts, MTA-STS policy, relay) is resolved by internal/route before
+// delivery, and the source address is chosen by the traffic shaper; delivery looks up only
+// what a connection needs: host addresses and, for DANE, TLSA records.
 //
 // Upstream: internal/scheduler calls Deliverer.Deliver. Downstream: the network, through
 // internal/dns for every lookup.

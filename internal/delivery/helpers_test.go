@@ -213,6 +213,7 @@ type env struct {
 	ca     *testCA
 	port   int
 	c      *Client
+	sts    *route.STS // the MTA-STS policies of the routes env.deliver resolves
 	source netip.Addr // the source address deliveries are given (the zero Addr: the kernel's choice)
 }
 
@@ -239,6 +240,7 @@ func newEnv(t *testing.T, records ...string) *env {
 		CommandTimeout: 10 * time.Second,
 		DNSSECProbe:    "test.",
 	}
+	e.sts = &route.STS{DNS: r, RootCAs: e.ca.Pool, Logger: log}
 	return e
 }
 
@@ -258,7 +260,8 @@ func (e *env) deliver(domain string, msgs ...*Message) []Attempt {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return collectFrom(ctx, e.c, domain, e.source, msgs)
+	rt := (&route.Resolver{DNS: e.c.Resolver, STS: e.sts}).Resolve(ctx, domain) // resolved anew each time
+	return collectRoute(ctx, e.c, rt, e.source, msgs)
 }
 
 // freePort finds a TCP port free on 127.0.0.1, to be used on other 127/8 addresses too.
@@ -330,18 +333,17 @@ func check(t *testing.T, got []Attempt, wants []want) {
 // collect runs Deliver and gathers the reported attempts, checking that every message is
 // reported exactly once.
 func collect(ctx context.Context, d Deliverer, domain string, msgs []*Message) []Attempt {
-	return collectFrom(ctx, d, domain, netip.Addr{}, msgs)
-}
-
-// collectFrom is collect from a given source address.
-func collectFrom(ctx context.Context, d Deliverer, domain string, source netip.Addr, msgs []*Message) []Attempt {
-	var out []Attempt
-	reports := 0
 	var r dns.Resolver
 	if c, ok := d.(*Client); ok {
 		r = c.Resolver
 	}
-	rt := (&route.Resolver{DNS: r}).Resolve(ctx, domain)
+	return collectRoute(ctx, d, (&route.Resolver{DNS: r}).Resolve(ctx, domain), netip.Addr{}, msgs)
+}
+
+// collectRoute is collect on a resolved route from a given source address.
+func collectRoute(ctx context.Context, d Deliverer, rt route.Route, source netip.Addr, msgs []*Message) []Attempt {
+	var out []Attempt
+	reports := 0
 	d.Deliver(ctx, rt, source, msgs, func(as []Attempt) {
 		reports++
 		out = append(out, as...)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +29,7 @@ func (ps *policyServer) set(policy string) {
 }
 
 // stsEnv is an env for b.test with MX mx.b.test (127.0.0.11), an _mta-sts record and a
-// policy host mta-sts.b.test (127.0.0.70:443) that the Client's Dial sends to an httptest
+// policy host mta-sts.b.test (127.0.0.70:443) that the route's STS dials at an httptest
 // server, so the default policy HTTP client, resolver included, is what gets tested.
 func stsEnv(t *testing.T, policy string) (*env, *policyServer) {
 	e := newEnv(t, "b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.11",
@@ -52,14 +51,11 @@ func stsEnv(t *testing.T, policy string) (*env, *policyServer) {
 	ps.srv.StartTLS()
 	t.Cleanup(ps.srv.Close)
 	policyAddr := ps.srv.Listener.Addr().String()
-	e.c.Dial = func(ctx context.Context, network, addr string, source netip.Addr) (net.Conn, error) {
+	e.sts.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if addr == "127.0.0.70:443" {
 			addr = policyAddr
 		}
 		var d net.Dialer
-		if source.IsValid() {
-			d.LocalAddr = &net.TCPAddr{IP: source.AsSlice()}
-		}
 		return d.DialContext(ctx, network, addr)
 	}
 	return e, ps
@@ -168,7 +164,7 @@ func TestMTASTS(t *testing.T) {
 func TestMTASTSCache(t *testing.T) {
 	e, ps := stsEnv(t, stsPolicyText("enforce", "mail.b.test"))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	e.c.Now = func() time.Time { return now }
+	e.sts.Now = func() time.Time { return now }
 	startSink(t, e.addr("127.0.0.11"), sinkConfig{}) // no STARTTLS
 	blocked := want{rcpt: "bob@b.test", text: "not in policy [mail.b.test]"}
 	deliver := func() []Attempt { return e.deliver("b.test", msg("1", "alice@a.test", "bob@b.test")) }
@@ -208,7 +204,7 @@ func TestMTASTSCache(t *testing.T) {
 func TestMTASTSFailedFetchRemembered(t *testing.T) {
 	e, ps := stsEnv(t, "") // 404
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	e.c.Now = func() time.Time { return now }
+	e.sts.Now = func() time.Time { return now }
 	startSink(t, e.addr("127.0.0.11"), sinkConfig{})
 	deliver := func() { e.deliver("b.test", msg("1", "alice@a.test", "bob@b.test")) }
 	deliver()
@@ -216,7 +212,7 @@ func TestMTASTSFailedFetchRemembered(t *testing.T) {
 	if n := ps.fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches for two deliveries within five minutes, want 1", n)
 	}
-	now = now.Add(failedFetchTTL)
+	now = now.Add(5 * time.Minute) // failed fetches are remembered for five minutes
 	deliver()
 	if n := ps.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches after five minutes, want 2", n)

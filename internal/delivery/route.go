@@ -38,7 +38,7 @@ type dest struct {
 }
 
 // dest prepares delivery on a route the scheduler resolved: the hosts in order (equal
-// preferences at random, RFC 5321 §5.1) and the domain's MTA-STS policy.
+// preferences at random, RFC 5321 §5.1) under the route's MTA-STS policy.
 func (c *Client) dest(ctx context.Context, rt route.Route, source netip.Addr) (*dest, *failure) {
 	if rt.Fail != nil {
 		return nil, &failure{reply: reply{enhanced: rt.Fail.Enhanced, permanent: rt.Fail.Permanent, text: rt.Fail.Text}}
@@ -54,7 +54,7 @@ func (c *Client) dest(ctx context.Context, rt route.Route, source netip.Addr) (*
 		return nil, &failure{reply: reply{enhanced: "5.1.2", permanent: true, text: fmt.Sprintf("no valid MX host for %s", d.ASCII)}}
 	}
 	c.checkDNSSEC(ctx)
-	ds.sts, ds.stsReport = c.stsPolicy(ctx, d)
+	ds.sts, ds.stsReport = rt.STS, rt.STSReport
 	return ds, nil
 }
 

@@ -3,7 +3,6 @@ package delivery
 import (
 	"github.com/repute-mail/repute/internal/route"
 
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -140,20 +139,5 @@ func TestMXHostsOrder(t *testing.T) {
 	}
 	if !seen["a.test"] || !seen["b.test"] {
 		t.Errorf("equal preferences not randomised: first hosts seen %v", seen)
-	}
-}
-
-func TestMemoryPolicyCache(t *testing.T) {
-	var mc MemoryPolicyCache
-	ctx := context.Background()
-	if _, ok, err := mc.Get(ctx, "b.test"); ok || err != nil {
-		t.Fatalf("empty cache: ok %v, err %v", ok, err)
-	}
-	p := CachedPolicy{RecordID: "1", Policy: "version: STSv1\n", Expires: time.Unix(100, 0)}
-	if err := mc.Put(ctx, "b.test", p); err != nil {
-		t.Fatal(err)
-	}
-	if got, ok, _ := mc.Get(ctx, "b.test"); !ok || got != p {
-		t.Errorf("got %+v, %v", got, ok)
 	}
 }

@@ -6,10 +6,10 @@
 // (every Google Workspace domain is "google": one receiver, one reputation, one set of
 // limits), the MX host set for other domains, or the relay.
 //
-// The scheduler resolves a route per domain before it asks the shaper for a permit and
-// hands the route to delivery, so delivery no longer looks the MX up by itself. The
-// MTA-STS policy (RFC 8461) and DANE TLSA records are still looked up by delivery, per
-// route, with its policy cache: they are needed only once a connection is made.
+// The route also carries the domain's MTA-STS policy (RFC 8461), from a cache that the
+// server keeps in the store (STS). The scheduler resolves a route per domain before it
+// asks the shaper for a permit and hands the route to delivery, so delivery looks up
+// only what one connection needs: the hosts' addresses and, for DANE, their TLSA records.
 //
 // Upstream: internal/scheduler. Downstream: internal/dns, internal/provider.
 package route
@@ -24,6 +24,7 @@ import (
 	"time"
 
 	moxdns "github.com/mjl-/mox/dns"
+	"github.com/mjl-/mox/mtasts"
 
 	"github.com/repute-mail/repute/internal/dns"
 	"github.com/repute-mail/repute/internal/provider"
@@ -38,6 +39,12 @@ type Route struct {
 	Provider  string   // provider id of the MX hosts, "" when unknown
 	Group     string   // the destination group: Provider, "mx:<hosts>" or "relay:<host:port>"
 	Relay     string   // "host:port" of the smarthost mail for Domain goes through; "" = direct
+	// STS is the domain's MTA-STS policy in force (RFC 8461), nil for none; STSReport is
+	// the TLS-RPT result type when a published policy could not be fetched. DANE needs
+	// Authentic, and the TLSA records of each MX host, which delivery looks up when it
+	// connects to that host.
+	STS       *mtasts.Policy
+	STSReport string
 	// Fail is set when no delivery can be tried: a permanent failure (null MX, invalid
 	// domain) bounces the domain's mail, a temporary one (DNS trouble) defers it.
 	Fail *Failure
@@ -72,6 +79,7 @@ type Resolver struct {
 	Providers *provider.Table
 	Relay     string            // outbound.relay: every domain goes through it
 	Relays    map[string]string // lower-case domain → relay (outbound.routes)
+	STS       *STS              // MTA-STS policies; nil: none are looked up
 	// TTL is how long a resolved route is kept (MX records change rarely; a route that
 	// failed temporarily is never kept). 0: 5 minutes.
 	TTL    time.Duration
@@ -195,6 +203,9 @@ func (r *Resolver) lookup(ctx context.Context, domain string) Route {
 	}
 	rt.Provider = r.Providers.Lookup(rt.MXHosts[0].Name)
 	rt.Group = r.Providers.Group(rt.Hosts())
+	if r.STS != nil {
+		rt.STS, rt.STSReport = r.STS.Policy(ctx, d)
+	}
 	return rt
 }
 

@@ -1,21 +1,23 @@
-package delivery
+package route
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 
 	moxdns "github.com/mjl-/mox/dns"
 	"github.com/mjl-/mox/mtasts"
 	"github.com/mjl-/mox/tlsrpt"
+
+	"github.com/repute-mail/repute/internal/dns"
 )
 
 // maxPolicySize is the largest policy accepted (RFC 8461 §3.3 suggests 64 KB).
@@ -59,17 +61,63 @@ func (mc *MemoryPolicyCache) Put(_ context.Context, domain string, p CachedPolic
 	return nil
 }
 
-// stsPolicy returns the MTA-STS policy in force for d (nil for none or mode "none") and,
+// STS finds the MTA-STS policy (RFC 8461) of destination domains, with a cache of the
+// policies fetched (kept in the store by the server) and a memory of recent failed
+// fetches. Set the fields before the first Policy; it is safe for concurrent use.
+type STS struct {
+	DNS        dns.Resolver
+	Cache      PolicyCache    // nil: an in-memory cache owned by this STS
+	HTTPClient *http.Client   // nil: resolves through DNS, verifies with RootCAs, no redirects
+	RootCAs    *x509.CertPool // PKIX roots for policy hosts; nil: the system's
+	// Dial opens the policy fetches' TCP connections; nil: a net.Dialer.
+	Dial   func(ctx context.Context, network, address string) (net.Conn, error)
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	once   sync.Once
+	cache  PolicyCache
+	http   *http.Client
+	log    *slog.Logger
+	failed fetchFailures // policy fetches that failed recently
+}
+
+func (c *STS) setup() {
+	c.once.Do(func() {
+		c.log = c.Logger
+		if c.log == nil {
+			c.log = slog.New(slog.DiscardHandler)
+		}
+		c.cache = c.Cache
+		if c.cache == nil {
+			c.cache = &MemoryPolicyCache{}
+		}
+		c.http = c.HTTPClient
+		if c.http == nil {
+			c.http = c.policyHTTPClient()
+		}
+	})
+}
+
+func (c *STS) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Policy returns the MTA-STS policy in force for d (nil for none or mode "none") and,
 // when a published policy could not be fetched, the TLS-RPT result type saying so.
 //
-// RFC 8461 §5.1: the _mta-sts TXT record is checked on every delivery; a cached policy
-// with the same id is used until max_age runs out; a new id means fetching again; and an
-// unexpired cached policy stays in force when the record disappears, the lookup fails or
-// the new policy cannot be fetched.
-func (c *Client) stsPolicy(ctx context.Context, d moxdns.Domain) (*mtasts.Policy, string) {
+// RFC 8461 §5.1: the _mta-sts TXT record is checked whenever the route is resolved (at
+// most the route cache's TTL apart); a cached policy with the same id is used until
+// max_age runs out; a new id means fetching again; and an unexpired cached policy stays
+// in force when the record disappears, the lookup fails or the new policy cannot be
+// fetched.
+func (c *STS) Policy(ctx context.Context, d moxdns.Domain) (*mtasts.Policy, string) {
+	c.setup()
 	now := c.now()
 	cached, cachedPolicy := c.cachedPolicy(ctx, d, now)
-	record, _, err := mtasts.LookupRecord(ctx, c.log, c.resolver, d)
+	record, _, err := mtasts.LookupRecord(ctx, c.log, c.DNS, d)
 	if err != nil {
 		if !errors.Is(err, mtasts.ErrNoRecord) {
 			c.log.Info("mta-sts record lookup", slog.String("domain", d.ASCII), slog.Any("err", err))
@@ -147,7 +195,7 @@ func (f *fetchFailures) put(domain, recordID, result string, now time.Time) {
 
 // cachedPolicy returns the cache entry for d and its parsed policy, nil if absent,
 // expired or unparsable.
-func (c *Client) cachedPolicy(ctx context.Context, d moxdns.Domain, now time.Time) (CachedPolicy, *mtasts.Policy) {
+func (c *STS) cachedPolicy(ctx context.Context, d moxdns.Domain, now time.Time) (CachedPolicy, *mtasts.Policy) {
 	cached, ok, err := c.cache.Get(ctx, d.ASCII)
 	if err != nil {
 		c.log.Warn("mta-sts policy cache get", slog.String("domain", d.ASCII), slog.Any("err", err))
@@ -171,8 +219,8 @@ func inForce(p *mtasts.Policy) *mtasts.Policy {
 }
 
 // fetchPolicy gets https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 §3.3) with
-// the Client's HTTP client, not mtasts.FetchPolicy, which uses a package-level client.
-func (c *Client) fetchPolicy(ctx context.Context, d moxdns.Domain) (string, *mtasts.Policy, error) {
+// the STS's HTTP client, not mtasts.FetchPolicy, which uses a package-level client.
+func (c *STS) fetchPolicy(ctx context.Context, d moxdns.Domain) (string, *mtasts.Policy, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	url := "https://mta-sts." + d.ASCII + "/.well-known/mta-sts.txt"
@@ -205,8 +253,8 @@ func (c *Client) fetchPolicy(ctx context.Context, d moxdns.Domain) (string, *mta
 var errRedirect = errors.New("redirects are not allowed for MTA-STS policies (RFC 8461 §3.3)")
 
 // policyHTTPClient is the default client for policy fetches: host names resolved through
-// the Client's resolver, certificates verified against RootCAs, no redirects.
-func (c *Client) policyHTTPClient() *http.Client {
+// the STS's resolver, certificates verified against RootCAs, no redirects.
+func (c *STS) policyHTTPClient() *http.Client {
 	return &http.Client{
 		Timeout:       time.Minute,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
@@ -219,8 +267,8 @@ func (c *Client) policyHTTPClient() *http.Client {
 	}
 }
 
-// dialHost dials "host:port", resolving host with the Client's resolver.
-func (c *Client) dialHost(ctx context.Context, network, addr string) (net.Conn, error) {
+// dialHost dials "host:port", resolving host with the STS's resolver.
+func (c *STS) dialHost(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -228,7 +276,7 @@ func (c *Client) dialHost(ctx context.Context, network, addr string) (net.Conn, 
 	var ips []net.IP
 	if ip := net.ParseIP(host); ip != nil {
 		ips = []net.IP{ip}
-	} else if ips, _, err = c.resolver.LookupIP(ctx, "ip", host+"."); err != nil {
+	} else if ips, _, err = c.DNS.LookupIP(ctx, "ip", host+"."); err != nil {
 		return nil, fmt.Errorf("resolving %s: %w", host, err)
 	}
 	var lastErr error
@@ -236,9 +284,9 @@ func (c *Client) dialHost(ctx context.Context, network, addr string) (net.Conn, 
 		target := net.JoinHostPort(ip.String(), port)
 		var conn net.Conn
 		if c.Dial != nil {
-			conn, err = c.Dial(ctx, network, target, netip.Addr{})
+			conn, err = c.Dial(ctx, network, target)
 		} else {
-			d := net.Dialer{Timeout: defaultDialTimeout}
+			d := net.Dialer{Timeout: 30 * time.Second}
 			conn, err = d.DialContext(ctx, network, target)
 		}
 		if err == nil {
