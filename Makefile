@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzReadEvents$$' -fuzztime $(FUZZTIME) ./internal/obs
 	$(GO) test -run XXX -fuzz '^FuzzSplitHeader$$' -fuzztime $(FUZZTIME) ./internal/submit
 	$(GO) test -run XXX -fuzz '^FuzzAuthors$$' -fuzztime $(FUZZTIME) ./internal/submit
+	$(GO) test -run XXX -fuzz '^FuzzCommand$$' -fuzztime $(FUZZTIME) ./internal/control
 
 bench:
 	bash bench/inbound.sh

@@ -105,7 +105,12 @@ func (s *Server) serve(l net.Listener) {
 func (s *Server) handle(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	line, err := bufio.NewReaderSize(io.LimitReader(c, maxLine), maxLine).ReadString('\n')
+	s.answer(c, c)
+}
+
+// answer reads one command line from r and writes the one reply line to w.
+func (s *Server) answer(r io.Reader, c io.Writer) {
+	line, err := bufio.NewReaderSize(io.LimitReader(r, maxLine), maxLine).ReadString('\n')
 	if err != nil {
 		fmt.Fprintf(c, "error: %s\n", "command line missing or too long")
 		return
