@@ -76,22 +76,23 @@ func (l *loop) claim(ctx context.Context) {
 			}
 			l.held[e.ID] = true
 			fresh++
-			l.add(ctx, e)
+			l.add(e)
 		}
+		l.resolveNext(ctx)
 		if len(es) < limit || fresh == 0 {
 			return
 		}
 	}
 }
 
-// add files a claimed entry under its route, or starts resolving the route.
-func (l *loop) add(ctx context.Context, e store.QueueEntry) {
+// add files a claimed entry under its route, or puts it with the entries waiting for
+// their domain's route to be resolved.
+func (l *loop) add(e store.QueueEntry) {
 	if rt, ok := l.s.Routes.Cached(e.Domain); ok {
 		l.file(rt, e)
 		return
 	}
 	l.pending[e.Domain] = append(l.pending[e.Domain], e)
-	l.resolveNext(ctx)
 }
 
 // resolveNext starts route lookups for pending domains, at most maxResolving at once.

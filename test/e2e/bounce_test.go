@@ -19,11 +19,8 @@ import (
 func TestBounceIntelligence(t *testing.T) {
 	t.Parallel()
 	z := newZone(t)
-	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue, Web: true,
-		BounceExtra: "feedback_addresses = [\"fbl@a.test\"]\n"})
-	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue})
-	z.mailDomain("a.test", "mx.a.test", a.ip)
-	z.mailDomain("b.test", "mx.b.test", b.ip)
+	a, b := hostPair(t, z, serverOptions{Queue: fastQueue, Web: true,
+		BounceExtra: "feedback_addresses = [\"fbl@a.test\"]\n"}, serverOptions{Queue: fastQueue})
 	a.start()
 	b.start()
 

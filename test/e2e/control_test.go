@@ -17,10 +17,7 @@ func TestAdminChannel(t *testing.T) {
 	t.Parallel()
 	z := newZone(t)
 	slow := queueOpts{RetryMin: "1h", RetryMax: "2h", ScanInterval: "1h", DelayWarning: "0s"}
-	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: slow})
-	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: slow})
-	z.mailDomain("a.test", "mx.a.test", a.ip)
-	z.mailDomain("b.test", "mx.b.test", b.ip)
+	a, b := hostPair(t, z, serverOptions{Queue: slow}, serverOptions{Queue: slow})
 	a.start()
 
 	fi, err := os.Stat(filepath.Join(a.dataDir, "control.sock"))

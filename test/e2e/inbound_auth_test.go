@@ -25,10 +25,7 @@ import (
 func TestInboundAuth(t *testing.T) {
 	t.Parallel()
 	z := newZone(t)
-	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue})
-	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue, Metrics: true})
-	z.mailDomain("a.test", "mx.a.test", a.ip)
-	z.mailDomain("b.test", "mx.b.test", b.ip)
+	a, b := hostPair(t, z, serverOptions{Queue: fastQueue}, serverOptions{Queue: fastQueue, Metrics: true})
 	z.add(`_dmarc.a.test. TXT "v=DMARC1; p=reject; adkim=s; aspf=s"`,
 		`q.test. TXT "v=spf1 -all"`, `_dmarc.q.test. TXT "v=DMARC1; p=quarantine"`)
 	z.silent("dead.test")

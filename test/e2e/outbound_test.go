@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -27,6 +26,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/repute-mail/repute/internal/obs"
 )
 
 // Helpers of the outbound tests: the queue tools, submission, mailboxes of any local
@@ -402,7 +403,9 @@ func (e mailEvent) String() string {
 	return fmt.Sprintf("%s msg %s <%s> → <%s> mx %q %d %s %q delay %.1fs", e.Event, e.MsgID, e.From, e.Rcpt, e.MX, e.Code, e.EnhancedCode, e.Text, e.DelayS)
 }
 
-// events reads the server's mail-event log (lines that are not JSON fail the test).
+// events reads the server's mail-event log with the reader the project offers
+// (obs.ReadEvents: a line still being written at the end is left for the next read);
+// any other line that is not an event fails the test.
 func (s *server) events(t *testing.T) []mailEvent {
 	t.Helper()
 	f, err := os.Open(filepath.Join(s.dataDir, "events.log"))
@@ -414,19 +417,14 @@ func (s *server) events(t *testing.T) []mailEvent {
 	}
 	defer f.Close()
 	var out []mailEvent
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		var e mailEvent
-		if err := json.Unmarshal(line, &e); err != nil {
-			t.Errorf("events.log: %v in line %q", err, line)
-			continue
-		}
-		out = append(out, e)
+	err = obs.ReadEvents(f, func(e obs.Event) error {
+		out = append(out, mailEvent{Time: e.Time.Format(time.RFC3339Nano), Event: e.Event, MsgID: e.MsgID, From: e.From,
+			Rcpt: e.Rcpt, MX: e.MX, Code: e.Code, EnhancedCode: e.EnhancedCode, Text: e.Text, DelayS: e.DelayS,
+			Category: e.Category, Provider: e.Provider})
+		return nil
+	})
+	if err != nil {
+		t.Errorf("events.log: %v", err)
 	}
 	return out
 }
@@ -442,7 +440,7 @@ func eventsFor(evs []mailEvent, kind, rcpt string) []mailEvent {
 	return out
 }
 
-// waitEvent polls events.log (flushed at least once a second) until an event of the kind
+// waitEvent polls events.log (each event is written whole as it happens) until an event of the kind
 // for the recipient is there, and returns the first.
 func (s *server) waitEvent(t *testing.T, kind, rcpt string) mailEvent {
 	t.Helper()

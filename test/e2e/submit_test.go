@@ -126,10 +126,7 @@ func TestSubmitAuthors(t *testing.T) {
 func TestSendmailDKIM(t *testing.T) {
 	t.Parallel()
 	z := newZone(t)
-	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue})
-	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue})
-	z.mailDomain("a.test", "mx.a.test", a.ip)
-	z.mailDomain("b.test", "mx.b.test", b.ip)
+	a, b := hostPair(t, z, serverOptions{Queue: fastQueue}, serverOptions{Queue: fastQueue})
 	keys := publishDKIM(t, z, a, "a.test")
 	a.start()
 	b.start()

@@ -27,10 +27,7 @@ import (
 func TestOutboundTwoHosts(t *testing.T) {
 	t.Parallel()
 	z := newZone(t)
-	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue})
-	b := newServer(t, serverOptions{Domain: "b.test", DNS: z.addr, Queue: fastQueue})
-	z.mailDomain("a.test", "mx.a.test", a.ip)
-	z.mailDomain("b.test", "mx.b.test", b.ip)
+	a, b := hostPair(t, z, serverOptions{Queue: fastQueue}, serverOptions{Queue: fastQueue})
 	z.add("nullmx.test. MX 0 .")
 	a.start()
 	b.start()
@@ -104,7 +101,11 @@ func bounceFromB(t *testing.T, a, _ *server) {
 	a.runSendmail(t, "", outboundMessage("mailer-daemon@a.test", []string{rcpt2}, "from the null sender "+uniqueID(), uniqueID(), "no reply"),
 		"-f", "<>", rcpt2)
 	a.waitEvent(t, "bounced", rcpt2)
-	time.Sleep(1500 * time.Millisecond) // events.log is flushed every second
+	// The entry leaves the queue in the transaction that would also queue a notice.
+	waitFor(t, 10*time.Second, "the bounced entry to leave the queue", func() (bool, string) {
+		es := a.queueFor(t, rcpt2)
+		return len(es) == 0, fmt.Sprint(es)
+	})
 	if q := eventsOfKind(a.events(t), "queued"); len(q) != queuedBefore+1 {
 		t.Errorf("after the null sender's message bounced, %d messages were queued, want 1 (no DSN): %v", len(q)-queuedBefore, q[queuedBefore:])
 	}
@@ -249,4 +250,17 @@ func headerBlock(raw string) string {
 		return raw[:i]
 	}
 	return abbreviateLong(raw)
+}
+
+// hostPair makes (does not start) two servers on zone z, a for a.test and b for b.test,
+// with their MX and address records published; the options say the rest (Domain and
+// DNS are set here).
+func hostPair(t *testing.T, z *zone, a, b serverOptions) (*server, *server) {
+	t.Helper()
+	a.Domain, a.DNS = "a.test", z.addr
+	b.Domain, b.DNS = "b.test", z.addr
+	sa, sb := newServer(t, a), newServer(t, b)
+	z.mailDomain("a.test", "mx.a.test", sa.ip)
+	z.mailDomain("b.test", "mx.b.test", sb.ip)
+	return sa, sb
 }
