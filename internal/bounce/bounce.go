@@ -38,9 +38,17 @@ import (
 	"github.com/repute-mail/repute/internal/verp"
 )
 
+// Store is what the processor needs of the store: whether a domain is ours, where a
+// sender's notices go, and the transaction that stores one.
+type Store interface {
+	IsLocalDomain(ctx context.Context, domain string) (bool, error)
+	Resolve(ctx context.Context, addr smtp.Address) ([]store.Target, error)
+	Accept(ctx context.Context, d *store.Delivery) ([]store.Stored, error)
+}
+
 // Processor is the session's BounceSink.
 type Processor struct {
-	DB        *store.DB
+	DB        Store
 	Outcomes  *outcome.Recorder // classifies reports and records what they say
 	Key       []byte            // the verp key
 	UnsubKey  []byte            // the key of unsubscribe tokens (mailto unsubscribes)

@@ -2,14 +2,17 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/repute-mail/repute/internal/delivery"
 	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/shaper"
+	"github.com/repute-mail/repute/internal/store"
 )
 
 // fakeRoutes puts the domains of google in one group, as the MX rollup does for Google
@@ -119,4 +122,38 @@ func TestShaperRefusalUntilRelease(t *testing.T) {
 	}
 	close(d.hold)
 	waitFor(t, "the queue to drain", func() bool { return len(f.entries(t)) == 0 })
+}
+
+// failingClaims is the store with claims that fail while fail is set.
+type failingClaims struct {
+	Queue
+	fail   atomic.Bool
+	failed atomic.Int64
+}
+
+func (q *failingClaims) QueueClaim(ctx context.Context, node string, now time.Time, limit int, lease time.Duration) ([]store.QueueEntry, error) {
+	if q.fail.Load() {
+		q.failed.Add(1)
+		return nil, errors.New("database is locked")
+	}
+	return q.Queue.QueueClaim(ctx, node, now, limit, lease)
+}
+
+// TestFailedClaimDeliversNothing: when entries cannot be leased, nothing is delivered
+// (another node could be delivering them); once claims work again, they go out.
+func TestFailedClaimDeliversNothing(t *testing.T) {
+	d := &scripted{answer: func(string) delivery.Attempt { return delivery.Attempt{Code: 250} }}
+	f := newFixture(t, d)
+	q := &failingClaims{Queue: f.db}
+	q.fail.Store(true)
+	f.sched.DB = q
+	f.run(t)
+	f.queue(t, "alice@a.test", "u@one.test", "v@two.test")
+	waitFor(t, "several failed claims", func() bool { return q.failed.Load() >= 3 })
+	if n := d.calls.Load(); n != 0 {
+		t.Fatalf("%d deliveries without a lease", n)
+	}
+	q.fail.Store(false)
+	f.sched.Wake()
+	waitFor(t, "delivery once claims work", func() bool { return len(f.entries(t)) == 0 })
 }

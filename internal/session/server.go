@@ -70,7 +70,7 @@ type Server struct {
 	Mode        Mode
 	ImplicitTLS bool        // the listener is a tls.Listener (port 465): no STARTTLS
 	TLSConfig   *tls.Config // nil: no STARTTLS, no AUTH on submission
-	DB          *store.DB
+	DB          Store
 	Delivered   func([]store.Stored) // told after every local delivery (IMAP notifications)
 	Queued      func()               // told after mail was queued for remote recipients
 	// Submit takes the mail of authenticated users (Submission listeners): who may send as
@@ -109,6 +109,13 @@ type Server struct {
 	nextID    atomic.Uint64
 }
 
+// Store is what the SMTP server needs of the store: recipients resolved at RCPT, and the
+// one transaction that stores an accepted message.
+type Store interface {
+	Resolve(ctx context.Context, addr smtp.Address) ([]store.Target, error)
+	Accept(ctx context.Context, d *store.Delivery) ([]store.Stored, error)
+}
+
 // BounceSink consumes mail that reports on mail we sent: bounces returning to a tagged
 // envelope sender and complaint reports at the feedback address.
 type BounceSink interface {
@@ -141,8 +148,8 @@ func (s *Server) defaults() {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	if s.Mode == Submission && s.Submit == nil {
-		s.Submit = &submit.Submitter{Store: s.DB, Hostname: s.Hostname, MaxSize: s.MaxMessageSize,
+	if st, ok := s.DB.(submit.Store); ok && s.Mode == Submission && s.Submit == nil {
+		s.Submit = &submit.Submitter{Store: st, Hostname: s.Hostname, MaxSize: s.MaxMessageSize,
 			Queued: s.Queued, Delivered: s.Delivered, Events: s.Events, Logger: s.Logger, Now: s.Now}
 	}
 }
