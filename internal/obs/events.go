@@ -86,6 +86,10 @@ type Event struct {
 	DurationS   float64 `json:"duration_s,omitempty"`
 	Attempt     int     `json:"attempt,omitempty"`
 	TLSRPT      string  `json:"tlsrpt,omitempty"`
+	// throttled: why mail was held back (cap, rate, backoff, paused, connections) and
+	// when it is due again.
+	Reason      string    `json:"reason,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 }
 
 // EventLog appends events to a file. The zero value discards events.
@@ -185,6 +189,9 @@ func (l *EventLog) Emit(e Event) {
 		e.Time = time.Now()
 	}
 	e.Time = e.Time.UTC()
+	if !e.NextAttempt.IsZero() {
+		e.NextAttempt = e.NextAttempt.UTC()
+	}
 	e.Text = strings.ReplaceAll(e.Text, "\n", " ")
 	b, err := json.Marshal(e) // escapes every control character: the line has no newline
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/store"
 )
@@ -33,6 +35,7 @@ type group struct {
 	domains []string // round-robin order
 	ready   map[string]*waiting
 	until   time.Time // a shaper refusal holds the group until then (zero: none)
+	reason  string    // and why
 	blocked bool      // refused until a connection is released (reset on every finish)
 }
 
@@ -173,7 +176,7 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 	}
 	if now.Before(g.until) {
 		if g.until.Sub(now) > requeueAfter {
-			l.requeue(ctx, g, "held back")
+			l.requeue(ctx, g)
 		}
 		return false
 	}
@@ -224,14 +227,15 @@ func (l *loop) refused(ctx context.Context, g *group, next time.Time, reason str
 		g.blocked = true
 		return
 	}
-	g.until = next
+	g.until, g.reason = next, reason
 	if next.Sub(l.s.Now()) > requeueAfter {
-		l.requeue(ctx, g, reason)
+		l.requeue(ctx, g)
 	}
 }
 
-// requeue puts group g's waiting entries back in the queue, due when its refusal ends.
-func (l *loop) requeue(ctx context.Context, g *group, reason string) {
+// requeue puts group g's waiting entries back in the queue, due when its refusal ends,
+// and publishes a throttled event for each (reason and next_attempt).
+func (l *loop) requeue(ctx context.Context, g *group) {
 	var ids []int64
 	for _, w := range g.ready {
 		for _, e := range w.entries {
@@ -242,10 +246,17 @@ func (l *loop) requeue(ctx context.Context, g *group, reason string) {
 		l.s.Logger.Error("queue: putting held-back entries back failed; they wait here", "group", g.key, "err", err)
 		return
 	}
-	l.s.Logger.Info("queue: destination held back", "group", g.key, "reason", reason, "entries", len(ids), "until", g.until)
-	for _, id := range ids {
-		delete(l.held, id)
+	l.s.Logger.Info("queue: destination held back", "group", g.key, "reason", g.reason, "entries", len(ids), "until", g.until)
+	now := l.s.Now()
+	var events []outcome.Event
+	for _, w := range g.ready {
+		for _, e := range w.entries {
+			delete(l.held, e.ID)
+			events = append(events, outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID,
+				From: e.From, Rcpt: e.Rcpt, Provider: w.rt.Provider, Reason: g.reason, NextAttempt: g.until}})
+		}
 	}
+	l.s.publish(ctx, events)
 	clear(g.ready)
 	g.domains = nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/obs"
+	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/shaper"
 	"github.com/repute-mail/repute/internal/store"
@@ -65,6 +67,18 @@ func TestShaperRefusesOneProvider(t *testing.T) {
 	routes := &fakeRoutes{google: map[string]bool{"ws1.test": true, "ws2.test": true}, lookups: map[string]int{}}
 	sh := &refusing{group: "google", next: f.now.Add(2 * time.Hour), asked: map[string]int{}}
 	f.sched.Routes, f.sched.Shaper = routes, sh
+	var mu sync.Mutex
+	throttled := map[string]outcome.Event{}
+	f.rec.Bus.Subscribe(outcome.SubscriberFunc(func(_ context.Context, evs []outcome.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evs {
+			if e.Event.Event == obs.Throttled {
+				throttled[e.Rcpt] = e
+			}
+		}
+		return nil
+	}))
 	f.run(t)
 	f.queue(t, "alice@a.test", "a@ws1.test", "b@ws2.test", "c@other.test", "d@else.test")
 	waitFor(t, "other destinations to be delivered", func() bool {
@@ -82,6 +96,17 @@ func TestShaperRefusesOneProvider(t *testing.T) {
 	if n := d.calls.Load(); n != 2 {
 		t.Errorf("%d deliveries, want 2 (other.test and else.test only)", n)
 	}
+	mu.Lock()
+	for _, rcpt := range []string{"a@ws1.test", "b@ws2.test"} {
+		e, ok := throttled[rcpt]
+		if !ok || e.Reason != shaper.ReasonPaused || !e.NextAttempt.Equal(sh.next) || e.Provider != "google" {
+			t.Errorf("throttled event for %s: %+v (found %v)", rcpt, e.Event, ok)
+		}
+	}
+	if len(throttled) != 2 {
+		t.Errorf("%d throttled events, want 2", len(throttled))
+	}
+	mu.Unlock()
 	sh.mu.Lock()
 	if n := sh.asked["google"]; n < 1 || n > 2 {
 		t.Errorf("the shaper was asked %d times for google, want at most once per domain", n)
