@@ -129,16 +129,8 @@ func (c *Classifier) ClassifyReply(code int, enhanced, text, mxHost string) Resu
 	}
 	if n := enhancedLen(enhanced, 0); n > 0 && n == len(enhanced) {
 		r.enhanced = enhanced
-	} else {
-		r.enhanced = findEnhanced(text, r.basic)
 	}
-	switch {
-	case r.basic != "":
-		r.class = r.basic[0]
-	case r.enhanced != "":
-		r.class = r.enhanced[0]
-	}
-	r.text = normalize(text, r.basic)
+	r.finish(text)
 	return c.match(r, c.Provider(mxHost))
 }
 
@@ -282,6 +274,13 @@ func parseReply(raw string) reply {
 	} else {
 		r.basic, r.enhanced = embeddedCodes(s)
 	}
+	r.finish(body)
+	return r
+}
+
+// finish completes a reply whose codes are known (or absent) from its text: an enhanced
+// code standing in the text when none was given, the class, the normalised text.
+func (r *reply) finish(body string) {
 	if r.enhanced == "" {
 		r.enhanced = findEnhanced(body, r.basic)
 	}
@@ -292,7 +291,6 @@ func parseReply(raw string) reply {
 		r.class = r.enhanced[0]
 	}
 	r.text = normalize(body, r.basic)
-	return r
 }
 
 // embeddedCodes finds the codes of a reply quoted inside a longer log line: a basic code
