@@ -23,11 +23,16 @@ type session struct {
 	setup  time.Duration // DNS, connect, greeting, EHLO and TLS: added to each message's duration
 	mails  int           // transactions so far
 	stop   func() bool   // stops closing the connection when Deliver's context ends
+	closed bool          // the server closed the channel (421): no QUIT
 }
 
 // close sends QUIT (with smtpclient's short QUIT timeout) and closes the connection.
 func (s *session) close(log *slog.Logger) {
 	s.stop()
+	if s.closed {
+		s.conn.Close()
+		return
+	}
 	s.conn.exact.Store(true)
 	if err := s.client.Close(); err != nil {
 		log.Debug("closing smtp connection", slog.String("mx", s.hop.mx), slog.Any("err", err))

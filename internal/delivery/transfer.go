@@ -3,22 +3,48 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/mjl-/mox/smtpclient"
 )
 
 // sendAll sends msgs over s, one transaction per message (more if the server limits
 // recipients per transaction), reporting each message's outcome as it is known, until the
 // connection breaks or LIMITS MAILMAX is reached; rest is what was not attempted. The
 // first message is always attempted.
+//
+// A 421 reply closes the connection (RFC 5321 §3.8: the server is closing the
+// transmission channel), and it is the outcome of the connection, not only of that
+// transaction: the messages not yet sent get the same reply, and nothing more is sent on
+// that connection or on a new one in this delivery. Gmail's 421 4.7.28 and Microsoft's
+// 421 4.3.2 are how a receiver says "slow down"; opening the next connection at once is
+// what gets a sender blocked.
 func (d *delivery) sendAll(ctx context.Context, s *session, msgs []*Message) (rest []*Message) {
 	for i, m := range msgs {
 		if i > 0 && (s.client.Botched() || ctx.Err() != nil || s.atMailLimit()) {
 			return msgs[i:]
 		}
-		d.report(d.sendOne(ctx, s, m))
+		out := d.sendOne(ctx, s, m)
+		d.report(out)
+		if rp, closing := closingReply(out); closing {
+			d.fail(msgs[i+1:], failure{hop: s.hop, reply: rp})
+			s.closed = true
+			return nil
+		}
 	}
 	return nil
+}
+
+// closingReply returns the 421 among a message's attempts, if the server sent one.
+func closingReply(out []Attempt) (reply, bool) {
+	for _, a := range out {
+		if a.Code == 421 {
+			return reply{code: a.Code, enhanced: a.Enhanced, text: a.Text}, true
+		}
+	}
+	return reply{}, false
 }
 
 func (d *delivery) sendOne(ctx context.Context, s *session, m *Message) []Attempt {
@@ -80,15 +106,35 @@ func (d *delivery) transaction(ctx context.Context, s *session, m *Message, rcpt
 	if err != nil {
 		tx = replyFromErr(err)
 	}
+	mailRefused := mailFromRefused(err, resps)
 	out := make([]Attempt, len(rcpts))
 	for i, r := range rcpts {
 		rp := tx
-		if i < len(resps) && resps[i].Code != 0 && (err == nil || resps[i].Code/100 != 2) {
+		if !mailRefused && i < len(resps) && resps[i].Code != 0 && (err == nil || resps[i].Code/100 != 2) {
 			rp = replyFromResponse(resps[i])
 		}
 		out[i] = newAttempt(r, s.hop, rp, 0)
 	}
 	return out
+}
+
+// mailFromRefused reports whether a pipelined transaction failed at MAIL FROM. That
+// reply is then the outcome for every recipient: the replies to the RCPTs sent after it
+// ("503 5.5.1 MAIL first") only echo it, and a block reply must not be recorded as a
+// protocol error. smtpclient does not say which command failed, but a refused MAIL FROM
+// leaves every RCPT refused and is a reply of its own, where a failed DATA follows at
+// least one accepted RCPT and a failure of the only RCPT is that RCPT's own reply.
+func mailFromRefused(err error, resps []smtpclient.Response) bool {
+	var se smtpclient.Error
+	if !errors.As(err, &se) || se.Code < 400 {
+		return false
+	}
+	for _, r := range resps {
+		if r.Code/100 == 2 || r.Line == se.Line {
+			return false
+		}
+	}
+	return true
 }
 
 func has8bit(b []byte) bool {
