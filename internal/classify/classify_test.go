@@ -151,7 +151,10 @@ func TestProviderByMX(t *testing.T) {
 		"mx01.mail.icloud.com":                       "apple",
 		"mx00.gmx.net":                               "gmx",
 		"mx-ha03.web.de":                             "gmx",
-		"mx00.kundenserver.de":                       "gmx",
+		"mx00.kundenserver.de":                       "ionos",
+		"route2.mx.cloudflare.net":                   "cloudflare",
+		"mx3.mail.ovh.net":                           "ovh",
+		"mx00.emig.gmx.net":                          "gmx",
 		"mx00.t-online.de":                           "t-online",
 		"mx1a1.comcast.net":                          "comcast",
 		"smtp-in.orange.fr":                          "orange",
@@ -430,7 +433,7 @@ func TestBuiltinTables(t *testing.T) {
 	c := Default()
 	for _, id := range []string{"google", "microsoft", "yahoo", "apple", "gmx", "t-online", "comcast",
 		"orange", "mailru", "yandex", "zoho", "proton", "fastmail", "proofpoint", "mimecast",
-		"barracuda", "spamhaus", "spamcop"} {
+		"barracuda", "cloudflare", "ovh", "ionos", "spamhaus", "spamcop"} {
 		if c.byID[id] == nil {
 			t.Errorf("provider %q missing (docs/CONTRACTS.md §4)", id)
 		}
