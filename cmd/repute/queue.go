@@ -136,17 +136,17 @@ func cmdQueueSummary(e *env, args []string) error {
 			labels[i] = "≤" + b.Label
 		}
 		labels[len(labels)-1] = "older"
-		fmt.Fprintf(tw, "DOMAIN\tTOTAL\tHELD\t%s\t\n", strings.Join(labels, "\t"))
+		fmt.Fprintf(tw, "DOMAIN\tTOTAL\tHELD\tBULK\t%s\t\n", strings.Join(labels, "\t"))
 		total := 0
 		for _, s := range sum {
 			cells := make([]string, len(store.AgeBuckets))
 			for i, b := range store.AgeBuckets {
 				cells[i] = strconv.Itoa(s.Ages[b.Label])
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\n", s.Domain, s.Total, s.Held, strings.Join(cells, "\t"))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t\n", s.Domain, s.Total, s.Held, s.Bulk, strings.Join(cells, "\t"))
 			total += s.Total
 		}
-		fmt.Fprintf(tw, "TOTAL\t%d\t\t\t\t\t\t\t\n", total)
+		fmt.Fprintf(tw, "TOTAL\t%d\t\t\t\t\t\t\t\t\n", total)
 		return tw.Flush()
 	})
 }

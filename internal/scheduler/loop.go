@@ -18,6 +18,7 @@ import (
 type loop struct {
 	s         *Scheduler
 	held      map[int64]bool                // claimed and not yet finished (waiting or in flight)
+	heldBulk  int                           // of held, bulk entries
 	groups    map[string]*group             // waiting entries by destination group
 	order     []string                      // groups in round-robin order
 	pending   map[string][]store.QueueEntry // entries whose domain's route is being resolved
@@ -40,9 +41,35 @@ type group struct {
 }
 
 type waiting struct {
-	rt      route.Route
-	entries []store.QueueEntry
+	rt     route.Route
+	urgent []store.QueueEntry // transactional mail, sent first
+	bulk   []store.QueueEntry
 }
+
+func (w *waiting) len() int { return len(w.urgent) + len(w.bulk) }
+
+// take removes up to n entries, transactional ones first.
+func (w *waiting) take(n int) []store.QueueEntry {
+	var out []store.QueueEntry
+	k := min(n, len(w.urgent))
+	out, w.urgent = append(out, w.urgent[:k]...), w.urgent[k:]
+	k = min(n-len(out), len(w.bulk))
+	out, w.bulk = append(out, w.bulk[:k]...), w.bulk[k:]
+	return out
+}
+
+// each calls fn for every waiting entry.
+func (w *waiting) each(fn func(store.QueueEntry)) {
+	for _, e := range w.urgent {
+		fn(e)
+	}
+	for _, e := range w.bulk {
+		fn(e)
+	}
+}
+
+// classes are claimed in this order, each with its own budget.
+var classes = []string{store.ClassTransactional, store.ClassBulk}
 
 type resolvedRoute struct {
 	domain string
@@ -54,22 +81,36 @@ func newLoop(s *Scheduler) *loop {
 		resolving: map[string]bool{}, results: make(chan *batch), resolved: make(chan resolvedRoute)}
 }
 
-// canClaim reports whether there is room in memory for more claimed entries.
-func (l *loop) canClaim() bool { return len(l.held) < l.s.ActiveLimit }
+// canClaim reports whether there is room in memory for more claimed entries of a class.
+func (l *loop) canClaim(class string) bool { return l.heldOf(class) < l.s.ActiveLimit }
 
-// claim leases due entries up to the active limit and sorts them by route.
+func (l *loop) heldOf(class string) int {
+	if class == store.ClassBulk {
+		return l.heldBulk
+	}
+	return len(l.held) - l.heldBulk
+}
+
+// claim leases due entries of each class up to its budget and sorts them by route.
 func (l *loop) claim(ctx context.Context) {
+	for _, class := range classes {
+		l.claimClass(ctx, class)
+	}
+	l.resolveNext(ctx)
+}
+
+func (l *loop) claimClass(ctx context.Context, class string) {
 	s := l.s
-	for l.canClaim() {
+	for l.canClaim(class) {
 		now := s.Now()
-		if next, ok, err := s.DB.QueueNextDue(ctx); err != nil || !ok || next.After(now) {
+		if next, ok, err := s.DB.QueueNextDueClass(ctx, class); err != nil || !ok || next.After(now) {
 			return
 		}
-		limit := min(s.ActiveLimit-len(l.held), maxClaim)
-		es, err := s.DB.QueueClaim(ctx, s.Node, now, limit, leaseTime)
+		limit := min(s.ActiveLimit-l.heldOf(class), maxClaim)
+		es, err := s.DB.QueueClaim(ctx, s.Node, class, now, limit, leaseTime)
 		if err != nil {
 			// Nothing was leased, so nothing is delivered: try again on the next wake.
-			s.Logger.Error("queue: claiming due entries failed", "err", err)
+			s.Logger.Error("queue: claiming due entries failed", "class", class, "err", err)
 			return
 		}
 		fresh := 0
@@ -77,14 +118,30 @@ func (l *loop) claim(ctx context.Context) {
 			if l.held[e.ID] {
 				continue // still waiting here since an earlier claim: the lease was renewed
 			}
-			l.held[e.ID] = true
+			l.hold(e)
 			fresh++
 			l.add(e)
 		}
-		l.resolveNext(ctx)
 		if len(es) < limit || fresh == 0 {
 			return
 		}
+	}
+}
+
+func (l *loop) hold(e store.QueueEntry) {
+	l.held[e.ID] = true
+	if e.Class == store.ClassBulk {
+		l.heldBulk++
+	}
+}
+
+func (l *loop) release(e store.QueueEntry) {
+	if !l.held[e.ID] {
+		return
+	}
+	delete(l.held, e.ID)
+	if e.Class == store.ClassBulk {
+		l.heldBulk--
 	}
 }
 
@@ -147,7 +204,11 @@ func (l *loop) file(rt route.Route, e store.QueueEntry) {
 		g.ready[e.Domain] = w
 		g.domains = append(g.domains, e.Domain)
 	}
-	w.entries = append(w.entries, e)
+	if e.Class == store.ClassBulk {
+		w.bulk = append(w.bulk, e)
+	} else {
+		w.urgent = append(w.urgent, e)
+	}
 }
 
 // dispatch starts batches, one group at a time in turn, until the concurrency limit is
@@ -180,7 +241,8 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 		}
 		return false
 	}
-	domain := g.domains[0]
+	i := nextDomain(g)
+	domain := g.domains[i]
 	w := g.ready[domain]
 	b := &batch{rt: w.rt, entries: map[int64]store.QueueEntry{}}
 	if w.rt.Fail == nil {
@@ -196,15 +258,13 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 		n = min(n, b.permit.MaxMessages)
 	}
 	if w.rt.Fail != nil {
-		n = len(w.entries) // answered without a connection: all at once
+		n = w.len() // answered without a connection: all at once
 	}
-	take := min(n, len(w.entries))
-	for _, e := range w.entries[:take] {
+	for _, e := range w.take(n) {
 		b.entries[e.ID] = e
 	}
-	w.entries = w.entries[take:]
-	g.domains = g.domains[1:]
-	if len(w.entries) > 0 {
+	g.domains = append(g.domains[:i], g.domains[i+1:]...)
+	if w.len() > 0 {
 		g.domains = append(g.domains, domain) // the group's next batch is for its next domain
 	} else {
 		delete(g.ready, domain)
@@ -217,6 +277,17 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 		l.results <- b
 	}()
 	return true
+}
+
+// nextDomain picks the domain of a group's next batch: the first in turn that has
+// transactional mail waiting, else the first in turn.
+func nextDomain(g *group) int {
+	for i, d := range g.domains {
+		if len(g.ready[d].urgent) > 0 {
+			return i
+		}
+	}
+	return 0
 }
 
 // refused holds group g after a shaper refusal: until a connection is released (zero
@@ -238,9 +309,7 @@ func (l *loop) refused(ctx context.Context, g *group, next time.Time, reason str
 func (l *loop) requeue(ctx context.Context, g *group) {
 	var ids []int64
 	for _, w := range g.ready {
-		for _, e := range w.entries {
-			ids = append(ids, e.ID)
-		}
+		w.each(func(e store.QueueEntry) { ids = append(ids, e.ID) })
 	}
 	if err := l.s.DB.QueueRequeue(ctx, ids, g.until); err != nil {
 		l.s.Logger.Error("queue: putting held-back entries back failed; they wait here", "group", g.key, "err", err)
@@ -250,11 +319,11 @@ func (l *loop) requeue(ctx context.Context, g *group) {
 	now := l.s.Now()
 	var events []outcome.Event
 	for _, w := range g.ready {
-		for _, e := range w.entries {
-			delete(l.held, e.ID)
+		w.each(func(e store.QueueEntry) {
+			l.release(e)
 			events = append(events, outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID,
 				From: e.From, Rcpt: e.Rcpt, Provider: w.rt.Provider, Reason: g.reason, NextAttempt: g.until}})
-		}
+		})
 	}
 	l.s.publish(ctx, events)
 	clear(g.ready)
@@ -271,8 +340,8 @@ func (l *loop) drop(g *group) {
 func (l *loop) finished(b *batch) {
 	l.running--
 	b.permit.Release()
-	for id := range b.entries {
-		delete(l.held, id)
+	for _, e := range b.entries {
+		l.release(e)
 	}
 	now := l.s.Now()
 	for _, g := range l.groups {
@@ -313,9 +382,7 @@ func (l *loop) stop() {
 	var ids []int64
 	for _, g := range l.groups {
 		for _, w := range g.ready {
-			for _, e := range w.entries {
-				ids = append(ids, e.ID)
-			}
+			w.each(func(e store.QueueEntry) { ids = append(ids, e.ID) })
 		}
 	}
 	for _, es := range l.pending {

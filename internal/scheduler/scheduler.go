@@ -15,8 +15,10 @@
 // permanent failures and expired entries are returned to the sender with a delivery
 // status notification, and every attempt is published through internal/outcome.
 //
-// Claimed entries wait in memory, per group, for a permit (at most ActiveLimit of them,
-// like Postfix's active queue). The claim is served by the (state, next_attempt) index,
+// Claimed entries wait in memory, per group, for a permit (at most ActiveLimit of each
+// class, like Postfix's active queue). Transactional mail is claimed and sent before bulk
+// mail (newsletters, campaigns), each class with its own budget, so a bulk backlog
+// never delays a password reset. The claim is served by the (state, next_attempt) index,
 // so it costs the same with a thousand or a million entries queued: leased entries move
 // out of the due range, and nothing is re-read while it is in flight.
 //
@@ -64,10 +66,10 @@ const requeueAfter = time.Minute
 
 // Queue is what the scheduler needs of the store.
 type Queue interface {
-	QueueClaim(ctx context.Context, node string, now time.Time, limit int, lease time.Duration) ([]store.QueueEntry, error)
+	QueueClaim(ctx context.Context, node, class string, now time.Time, limit int, lease time.Duration) ([]store.QueueEntry, error)
+	QueueNextDueClass(ctx context.Context, class string) (time.Time, bool, error)
 	QueueRequeue(ctx context.Context, ids []int64, next time.Time) error
 	QueueClearLeases(ctx context.Context, node string) error
-	QueueNextDue(ctx context.Context) (time.Time, bool, error)
 	QueueRecord(ctx context.Context, now time.Time, outs []store.Outcome) error
 	QueueBounce(ctx context.Context, ids []int64, dsn *store.Delivery) ([]store.Stored, error)
 	QueueWarn(ctx context.Context, ids []int64, notice *store.Delivery) ([]store.Stored, error)
@@ -111,7 +113,8 @@ type Scheduler struct {
 	Node string
 	// Concurrency bounds deliveries in progress; PerDomain the connections to one
 	// destination group; BatchSize the messages per connection (defaults of the
-	// built-in shaper). ActiveLimit bounds the entries claimed and waiting in memory.
+	// built-in shaper). ActiveLimit bounds the entries of each class (transactional,
+	// bulk) claimed and waiting in memory.
 	Concurrency  int
 	PerDomain    int
 	BatchSize    int
@@ -228,8 +231,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 func (s *Scheduler) resetTimer(ctx context.Context, t *time.Timer, l *loop) {
 	now := s.Now()
 	wait := s.ScanInterval
-	if l.canClaim() {
-		if next, ok, err := s.DB.QueueNextDue(ctx); err == nil && ok {
+	for _, class := range classes {
+		if !l.canClaim(class) {
+			continue
+		}
+		if next, ok, err := s.DB.QueueNextDueClass(ctx, class); err == nil && ok {
 			wait = min(wait, next.Sub(now))
 		}
 	}

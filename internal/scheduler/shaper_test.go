@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,12 +157,12 @@ type failingClaims struct {
 	failed atomic.Int64
 }
 
-func (q *failingClaims) QueueClaim(ctx context.Context, node string, now time.Time, limit int, lease time.Duration) ([]store.QueueEntry, error) {
+func (q *failingClaims) QueueClaim(ctx context.Context, node, class string, now time.Time, limit int, lease time.Duration) ([]store.QueueEntry, error) {
 	if q.fail.Load() {
 		q.failed.Add(1)
 		return nil, errors.New("database is locked")
 	}
-	return q.Queue.QueueClaim(ctx, node, now, limit, lease)
+	return q.Queue.QueueClaim(ctx, node, class, now, limit, lease)
 }
 
 // TestFailedClaimDeliversNothing: when entries cannot be leased, nothing is delivered
@@ -181,4 +182,53 @@ func TestFailedClaimDeliversNothing(t *testing.T) {
 	q.fail.Store(false)
 	f.sched.Wake()
 	waitFor(t, "delivery once claims work", func() bool { return len(f.entries(t)) == 0 })
+}
+
+// TestTransactionalFirst: with a bulk backlog for a destination that takes one
+// connection of one message at a time, a transactional message queued afterwards is the
+// next one sent there, and a full memory of bulk entries does not keep it from being
+// claimed.
+func TestTransactionalFirst(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	gate := make(chan struct{})
+	d := &scripted{answer: func(string) delivery.Attempt { return delivery.Attempt{Code: 250} },
+		seen: func(m *delivery.Message) {
+			mu.Lock()
+			order = append(order, m.Rcpts[0].Address)
+			first := len(order) == 1
+			mu.Unlock()
+			if first {
+				<-gate // the first bulk message holds the one connection
+			}
+		}}
+	f := newFixture(t, d)
+	f.sched.PerDomain, f.sched.BatchSize, f.sched.ActiveLimit = 1, 1, 5
+	ctx := context.Background()
+	var bulk []string
+	for i := range 20 {
+		bulk = append(bulk, fmt.Sprintf("n%02d@dest.test", i))
+	}
+	if _, err := f.db.Accept(ctx, &store.Delivery{MsgID: store.NewID(f.now), From: "news@a.test", Body: []byte("x\r\n"),
+		Remote: bulk, Received: f.now, Class: store.ClassBulk}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t)
+	waitFor(t, "the first bulk message in flight", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 1 })
+	f.queue(t, "alice@a.test", "reset@dest.test") // a password reset, transactional
+	waitFor(t, "the transactional message to be claimed while the bulk budget is full", func() bool {
+		for _, e := range f.entries(t) {
+			if e.Rcpt == "reset@dest.test" {
+				return e.NextAttempt > f.now.Add(time.Minute).Unix() // leased
+			}
+		}
+		return false
+	})
+	close(gate)
+	waitFor(t, "the queue to drain", func() bool { return len(f.entries(t)) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 21 || order[1] != "reset@dest.test" {
+		t.Errorf("order of delivery %v: want the transactional message right after the bulk one in flight", order[:min(4, len(order))])
+	}
 }

@@ -82,6 +82,21 @@ type Delivery struct {
 	Received time.Time
 	// RequireTLS marks queued copies for delivery only over verified TLS (RFC 8689).
 	RequireTLS bool
+	// Class is the queued copies' class, ClassTransactional ("" too) or ClassBulk.
+	Class string
+}
+
+// Message classes of the queue.
+const (
+	ClassTransactional = "transactional"
+	ClassBulk          = "bulk"
+)
+
+func (d *Delivery) class() string {
+	if d.Class == ClassBulk {
+		return ClassBulk
+	}
+	return ClassTransactional
 }
 
 // Stored reports where one local copy went.
@@ -146,7 +161,7 @@ func (db *DB) acceptTx(tx *sql.Tx, d *Delivery) ([]Stored, error) {
 			user = d.UserID
 		}
 		_, err := db.wstmt(tx, qInsertQueue).Exec(blob, d.MsgID, d.From, rcpt, strings.ToLower(domain), user,
-			d.Received.Unix(), d.Received.Unix(), d.RequireTLS)
+			d.Received.Unix(), d.Received.Unix(), d.RequireTLS, d.class())
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", rcpt, err)
 		}

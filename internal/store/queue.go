@@ -28,6 +28,7 @@ type QueueEntry struct {
 	LastMX      string `json:"last_mx"`
 	Warned      bool   `json:"warned"`
 	RequireTLS  bool   `json:"requiretls"`
+	Class       string `json:"class"` // "transactional" or "bulk"
 	BlobID      int64  `json:"-"`
 	UserID      int64  `json:"-"`
 }
@@ -39,7 +40,7 @@ const (
 )
 
 const queueColumns = `q.id, q.msg_id, q.mail_from, q.rcpt, q.domain, b.size, q.created, q.next_attempt,
-	q.last_attempt, q.attempts, q.state, q.last_code, q.last_error, q.last_mx, q.warned, q.requiretls, q.blob_id,
+	q.last_attempt, q.attempts, q.state, q.last_code, q.last_error, q.last_mx, q.warned, q.requiretls, q.class, q.blob_id,
 	COALESCE(q.user_id, 0)`
 
 func scanQueue(rows *sql.Rows) ([]QueueEntry, error) {
@@ -49,7 +50,7 @@ func scanQueue(rows *sql.Rows) ([]QueueEntry, error) {
 		var e QueueEntry
 		if err := rows.Scan(&e.ID, &e.MsgID, &e.From, &e.Rcpt, &e.Domain, &e.Size, &e.Created, &e.NextAttempt,
 			&e.LastAttempt, &e.Attempts, &e.State, &e.LastCode, &e.LastError, &e.LastMX, &e.Warned, &e.RequireTLS,
-			&e.BlobID, &e.UserID); err != nil {
+			&e.Class, &e.BlobID, &e.UserID); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -82,14 +83,16 @@ func (db *DB) QueueGet(ctx context.Context, id int64) (QueueEntry, error) {
 	return es[0], nil
 }
 
-// QueueClaim leases up to limit queued (not held, not leased) entries whose next attempt
-// is due at now to node until now+lease, soonest first, and returns them, in one
-// statement: two nodes (or two claimers of one node) never receive the same entry. A
-// leased entry's next attempt moves to the lease's end, so that the due index (state,
-// next_attempt) serves the claim directly however long the queue is, and a lease that is
-// never ended (its node died) expires by itself. Recording an outcome or QueueRequeue
-// ends the lease. Size is not filled in.
-func (db *DB) QueueClaim(ctx context.Context, node string, now time.Time, limit int, lease time.Duration) ([]QueueEntry, error) {
+// QueueClaim leases up to limit queued (not held, not leased) entries of a class
+// (ClassTransactional or ClassBulk) whose next attempt is due at now to node until
+// now+lease, soonest first, and returns them, in one statement: two nodes (or two
+// claimers of one node) never receive the same entry. A leased entry's next attempt moves
+// to the lease's end, so that the due index (state, class, next_attempt) serves the claim
+// directly however long the queue is, and a lease that is never ended (its node died)
+// expires by itself. Recording an outcome or QueueRequeue ends the lease. Size is not
+// filled in. Each class is claimed on its own so that a bulk backlog never stands in the
+// way of transactional mail.
+func (db *DB) QueueClaim(ctx context.Context, node, class string, now time.Time, limit int, lease time.Duration) ([]QueueEntry, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -97,9 +100,9 @@ func (db *DB) QueueClaim(ctx context.Context, node string, now time.Time, limit 
 	var out []QueueEntry
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE queue SET lease = ?1, lease_node = ?2, next_attempt = ?1
-			WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND next_attempt <= ?3
+			WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND class = ?5 AND next_attempt <= ?3
 				ORDER BY next_attempt, id LIMIT ?4)
-			RETURNING `+claimColumns, until, node, now.Unix(), limit)
+			RETURNING `+claimColumns, until, node, now.Unix(), limit, class)
 		if err != nil {
 			return err
 		}
@@ -107,10 +110,24 @@ func (db *DB) QueueClaim(ctx context.Context, node string, now time.Time, limit 
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("claim due queue entries: %w", err)
+		return nil, fmt.Errorf("claim due %s queue entries: %w", class, err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// QueueNextDueClass returns when the next queued entry of a class is due, and false if
+// there is none.
+func (db *DB) QueueNextDueClass(ctx context.Context, class string) (time.Time, bool, error) {
+	var next sql.NullInt64
+	err := db.rdb.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM queue WHERE state = 'queued' AND class = ?`, class).Scan(&next)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	if !next.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(next.Int64, 0), true, nil
 }
 
 // claimColumns are queueColumns as RETURNING can name them (no join: Size is 0).
@@ -142,18 +159,6 @@ func (db *DB) QueueClearLeases(ctx context.Context, node string) error {
 	})
 }
 
-// QueueNextDue returns when the next queued entry is due, and false if there is none.
-func (db *DB) QueueNextDue(ctx context.Context) (time.Time, bool, error) {
-	var next sql.NullInt64
-	err := db.rdb.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM queue WHERE state = 'queued'`).Scan(&next)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("next due: %w", err)
-	}
-	if !next.Valid {
-		return time.Time{}, false, nil
-	}
-	return time.Unix(next.Int64, 0), true, nil
-}
 
 // Blob returns a message body.
 func (db *DB) Blob(ctx context.Context, id int64) ([]byte, error) {
@@ -298,6 +303,7 @@ type DomainSummary struct {
 	Domain string         `json:"domain"`
 	Total  int            `json:"total"`
 	Held   int            `json:"held"`
+	Bulk   int            `json:"bulk"` // of Total, bulk mail (the rest is transactional)
 	Ages   map[string]int `json:"ages"` // bucket label ("5m", "1h", "4h", "1d", "older") -> count
 }
 
@@ -309,7 +315,7 @@ var AgeBuckets = []struct {
 
 // QueueSummary counts entries per destination domain, most first, with age buckets.
 func (db *DB) QueueSummary(ctx context.Context) ([]DomainSummary, error) {
-	rows, err := db.rdb.QueryContext(ctx, `SELECT domain, created, state FROM queue`)
+	rows, err := db.rdb.QueryContext(ctx, `SELECT domain, created, state, class FROM queue`)
 	if err != nil {
 		return nil, fmt.Errorf("queue summary: %w", err)
 	}
@@ -318,9 +324,9 @@ func (db *DB) QueueSummary(ctx context.Context) ([]DomainSummary, error) {
 	by := map[string]*DomainSummary{}
 	var order []string
 	for rows.Next() {
-		var d, state string
+		var d, state, class string
 		var created int64
-		if err := rows.Scan(&d, &created, &state); err != nil {
+		if err := rows.Scan(&d, &created, &state, &class); err != nil {
 			return nil, err
 		}
 		s := by[d]
@@ -332,6 +338,9 @@ func (db *DB) QueueSummary(ctx context.Context) ([]DomainSummary, error) {
 		s.Total++
 		if state == StateHold {
 			s.Held++
+		}
+		if class == ClassBulk {
+			s.Bulk++
 		}
 		age := now.Sub(time.Unix(created, 0))
 		for _, b := range AgeBuckets {

@@ -38,7 +38,7 @@ func TestQueueClaimConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				es, err := db.QueueClaim(ctx, node, now, 37, time.Minute)
+				es, err := db.QueueClaim(ctx, node, ClassTransactional, now, 37, time.Minute)
 				if err != nil {
 					t.Error(err)
 					return
@@ -62,10 +62,10 @@ func TestQueueClaimConcurrent(t *testing.T) {
 		t.Fatalf("%d entries claimed, want %d", len(got), n)
 	}
 	// Leased entries are not due again until the lease ends.
-	if es, _ := db.QueueClaim(ctx, "node-c", now.Add(59*time.Second), 10, time.Minute); len(es) != 0 {
+	if es, _ := db.QueueClaim(ctx, "node-c", ClassTransactional, now.Add(59*time.Second), 10, time.Minute); len(es) != 0 {
 		t.Errorf("%d leased entries claimed again before the lease ended", len(es))
 	}
-	if es, _ := db.QueueClaim(ctx, "node-c", now.Add(61*time.Second), n, time.Minute); len(es) != n {
+	if es, _ := db.QueueClaim(ctx, "node-c", ClassTransactional, now.Add(61*time.Second), n, time.Minute); len(es) != n {
 		t.Errorf("%d entries claimed after the leases ended, want all %d", len(es), n)
 	}
 }
@@ -76,15 +76,15 @@ func TestQueueClearLeasesOwnNode(t *testing.T) {
 	ctx := context.Background()
 	now := db.Now()
 	queueMany(t, db, 10, now)
-	a, _ := db.QueueClaim(ctx, "node-a", now, 4, time.Hour)
-	b, _ := db.QueueClaim(ctx, "node-b", now, 6, time.Hour)
+	a, _ := db.QueueClaim(ctx, "node-a", ClassTransactional, now, 4, time.Hour)
+	b, _ := db.QueueClaim(ctx, "node-b", ClassTransactional, now, 6, time.Hour)
 	if len(a) != 4 || len(b) != 6 {
 		t.Fatalf("claimed %d and %d", len(a), len(b))
 	}
 	if err := db.QueueClearLeases(ctx, "node-a"); err != nil {
 		t.Fatal(err)
 	}
-	es, err := db.QueueClaim(ctx, "node-c", db.Now().Add(time.Second), 100, time.Hour)
+	es, err := db.QueueClaim(ctx, "node-c", ClassTransactional, db.Now().Add(time.Second), 100, time.Hour)
 	if err != nil || len(es) != 4 {
 		t.Fatalf("after node-a restarted: %d entries due (err %v), want node-a's 4", len(es), err)
 	}
@@ -100,5 +100,39 @@ func TestQueueClearLeasesOwnNode(t *testing.T) {
 	e, _ := db.QueueGet(ctx, es[0].ID)
 	if e.Attempts != 0 || e.NextAttempt != now.Add(time.Minute).Unix() {
 		t.Errorf("requeued entry: %+v", e)
+	}
+}
+
+// TestQueueClaimByClass: each class is claimed on its own, so a bulk backlog due earlier
+// never fills a claim meant for transactional mail.
+func TestQueueClaimByClass(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	now := db.Now()
+	var rcpts []string
+	for i := range 50 {
+		rcpts = append(rcpts, fmt.Sprintf("n%d@news.test", i))
+	}
+	if _, err := db.Accept(ctx, &Delivery{MsgID: NewID(now), From: "news@a.test", Body: []byte("x\r\n"),
+		Remote: rcpts, Received: now.Add(-time.Hour), Class: ClassBulk}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Accept(ctx, &Delivery{MsgID: NewID(now), From: "alice@a.test", Body: []byte("y\r\n"),
+		Remote: []string{"bob@b.test"}, Received: now}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.QueueClaim(ctx, "n", ClassTransactional, now, 10, time.Minute)
+	if err != nil || len(tx) != 1 || tx[0].Rcpt != "bob@b.test" || tx[0].Class != ClassTransactional {
+		t.Fatalf("transactional claim: %+v, %v", tx, err)
+	}
+	bulk, err := db.QueueClaim(ctx, "n", ClassBulk, now, 100, time.Minute)
+	if err != nil || len(bulk) != 50 || bulk[0].Class != ClassBulk {
+		t.Fatalf("bulk claim: %d entries, %v", len(bulk), err)
+	}
+	sum, _ := db.QueueSummary(ctx)
+	for _, s := range sum {
+		if s.Domain == "news.test" && s.Bulk != 50 || s.Domain == "b.test" && s.Bulk != 0 {
+			t.Errorf("summary %+v", s)
+		}
 	}
 }

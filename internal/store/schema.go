@@ -217,6 +217,13 @@ CREATE INDEX grants_domain ON grants (domain_id);
 CREATE TRIGGER grants_gen_i AFTER INSERT ON grants BEGIN UPDATE generation SET accounts = accounts + 1; END;
 CREATE TRIGGER grants_gen_d AFTER DELETE ON grants BEGIN UPDATE generation SET accounts = accounts + 1; END;
 `,
+	// 5: a queued message's class. Transactional mail (what people send one by one) is
+	// claimed and sent before bulk mail (newsletters, campaigns): it must never wait
+	// behind a bulk backlog. The claim reads due entries of each class from this index.
+	`
+ALTER TABLE queue ADD COLUMN class TEXT NOT NULL DEFAULT 'transactional';
+CREATE INDEX queue_due_class ON queue (state, class, next_attempt);
+`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -26,8 +26,8 @@ const (
 	qQueueDefer   = `UPDATE queue SET attempts = attempts + 1, last_attempt = ?, next_attempt = ?, lease = 0,
 		lease_node = '', last_code = ?, last_error = ?, last_mx = ? WHERE id = ?`
 	qQueueRequeue = `UPDATE queue SET lease = 0, lease_node = '', next_attempt = ?1 WHERE id = ?2`
-	qInsertQueue  = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt, requiretls)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsertQueue  = `INSERT INTO queue (blob_id, msg_id, mail_from, rcpt, domain, user_id, created, next_attempt, requiretls, class)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	qGeneration = `SELECT accounts FROM generation WHERE id = 1`
 	qLogin      = `SELECT id, address, created, password_hash FROM users WHERE address = ?`

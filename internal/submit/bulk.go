@@ -24,11 +24,19 @@ func (b *Bulk) fields(from smtp.Address, remote []string, h *Header) string {
 	if len(remote) != 1 || from.Domain == "" {
 		return ""
 	}
-	bulk := b.Senders[strings.ToLower(from.String())] || b.Senders["@"+from.Domain] || h.isBulk()
-	if !bulk || h.Has("List-Unsubscribe") {
+	if !b.isBulk(from, h) || h.Has("List-Unsubscribe") {
 		return ""
 	}
 	return unsubscribe.Fields(b.Key, b.BaseURL, from.String(), remote[0])
+}
+
+// isBulk reports whether a message is bulk mail: from a configured bulk sender, or
+// marked bulk by its own header. b may be nil (no bulk senders configured).
+func (b *Bulk) isBulk(from smtp.Address, h *Header) bool {
+	if b != nil && from.Domain != "" && (b.Senders[strings.ToLower(from.String())] || b.Senders["@"+from.Domain]) {
+		return true
+	}
+	return h.isBulk() || h.Has("List-Unsubscribe")
 }
 
 // isBulk reports whether the header marks the message as bulk mail.

@@ -247,6 +247,9 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, msg []byte, who Wh
 		return "", err
 	}
 	d := s.delivery(env, who)
+	if s.Bulk.isBulk(env.From, h) {
+		d.Class = store.ClassBulk // sent after transactional mail, never before it
+	}
 	full, err := s.assemble(ctx, env, who, h, body, d.Remote)
 	if err != nil {
 		return "", err

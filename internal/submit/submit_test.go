@@ -383,6 +383,29 @@ func TestBulkFields(t *testing.T) {
 	}
 }
 
+// TestClass: bulk mail is queued as such (it is sent after transactional mail); mail a
+// person sends one by one is transactional.
+func TestClass(t *testing.T) {
+	f := newFixture(t)
+	f.sub.Bulk = &Bulk{Key: []byte("k"), BaseURL: "https://mx.a.test", Senders: map[string]bool{"@c.test": true}}
+	alice := User(f.alice, netip.Addr{})
+	for _, tc := range []struct{ from, header, want string }{
+		{"alice@a.test", "From: alice@a.test\r\nSubject: hello\r\n", store.ClassTransactional},
+		{"alice@a.test", "From: alice@a.test\r\nPrecedence: bulk\r\n", store.ClassBulk},
+		{"alice@a.test", "From: alice@a.test\r\nList-Id: <news.a.test>\r\n", store.ClassBulk},
+		{"alice@a.test", "From: alice@a.test\r\nList-Unsubscribe: <mailto:u@a.test>\r\n", store.ClassBulk},
+		{"news@c.test", "From: news@c.test\r\n", store.ClassBulk},
+	} {
+		if _, err := f.send(t, alice, tc.from, tc.header); err != nil {
+			t.Fatal(err)
+		}
+		q, _ := f.db.Queue(context.Background())
+		if got := q[len(q)-1].Class; got != tc.want {
+			t.Errorf("%s with %q: class %q, want %q", tc.from, tc.header, got, tc.want)
+		}
+	}
+}
+
 func TestMaxSize(t *testing.T) {
 	f := newFixture(t)
 	f.sub.MaxSize = 1000
