@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,7 +23,13 @@ var corpusUnescape = strings.NewReplacer(`\r\n`, "\r\n", `\n`, "\n")
 
 func loadCorpus(tb testing.TB) []corpusEntry {
 	tb.Helper()
-	f, err := os.Open("testdata/corpus.tsv")
+	return loadReplies(tb, "corpus.tsv")
+}
+
+// loadReplies reads a file of testdata in the format of corpus.tsv.
+func loadReplies(tb testing.TB, name string) []corpusEntry {
+	tb.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -37,16 +44,16 @@ func loadCorpus(tb testing.TB) []corpusEntry {
 		}
 		fields := strings.SplitN(text, "\t", 3)
 		if len(fields) != 3 {
-			tb.Fatalf("corpus.tsv:%d: want category<TAB>provider<TAB>reply", n)
+			tb.Fatalf("%s:%d: want category<TAB>provider<TAB>reply", name, n)
 		}
 		e := corpusEntry{line: n, category: fields[0], provider: fields[1], reply: corpusUnescape.Replace(fields[2])}
 		if !slices.Contains(Categories, e.category) {
-			tb.Fatalf("corpus.tsv:%d: unknown category %q", n, e.category)
+			tb.Fatalf("%s:%d: unknown category %q", name, n, e.category)
 		}
 		if e.provider == "-" {
 			e.provider = ""
 		} else if Default().byID[e.provider] == nil {
-			tb.Fatalf("corpus.tsv:%d: unknown provider %q", n, e.provider)
+			tb.Fatalf("%s:%d: unknown provider %q", name, n, e.provider)
 		}
 		out = append(out, e)
 	}
