@@ -470,13 +470,19 @@ func TestBuiltinTables(t *testing.T) {
 	if n := strings.Count(embeddedRules, "\n[[rule]]"); n != len(c.rules) {
 		t.Errorf("rules.toml has %d rules, %d compiled", n, len(c.rules))
 	}
-	// Text rules come before code-only rules.
-	codeOnly := false
-	for _, ru := range c.rules {
-		if !ru.textual {
-			codeOnly = true
-		} else if codeOnly {
-			t.Errorf("text rule %s sorted after a code-only rule", ru.id)
+	// Decisive rules come first, then text rules, then code-only rules.
+	rank := func(ru *rule) int {
+		switch {
+		case ru.decisive:
+			return 0
+		case ru.textual:
+			return 1
+		}
+		return 2
+	}
+	for i := 1; i < len(c.rules); i++ {
+		if rank(c.rules[i]) < rank(c.rules[i-1]) {
+			t.Errorf("rule %s sorted after %s", c.rules[i].id, c.rules[i-1].id)
 		}
 	}
 }

@@ -15,6 +15,12 @@
 // unknown mailboxes and policy refusals alike, and suppressing a recipient on a guess
 // would lose mail.
 //
+// The exception is a receiver's own status code: Outlook.com's "(S3140)", Yahoo's "[TSS04]",
+// Gmail's 4.7.27, Comcast's "BL000001" each name one documented cause, more precisely than
+// the words around them, and they survive when a log cut the text short or garbled it. Rules
+// marked decisive match such a code as a whole token (never inside a longer word or number)
+// and are tried before all others, so the code decides whatever the rest of the text says.
+//
 // The rules and the provider table are data (rules.toml, providers.toml, embedded), so an
 // admin can add or override them with Load without a release; see rules.toml for the
 // format. Matching is on a normalised copy of the reply: at most 8 KiB, continuation-line

@@ -43,6 +43,7 @@ type ruleSpec struct {
 	Temporary *bool    `toml:"temporary"`
 	Action    string   `toml:"action"`
 	Priority  int      `toml:"priority"`
+	Decisive  bool     `toml:"decisive"`
 	Advice    string   `toml:"advice"`
 	URL       string   `toml:"url"`
 	Disabled  bool     `toml:"disabled"`
@@ -63,6 +64,7 @@ type rule struct {
 	url       string
 
 	// Ordering.
+	decisive bool // tried before every rule that is not
 	textual  bool // has match, regexp or require
 	admin    bool // from a file given to Load
 	priority int
@@ -85,7 +87,7 @@ type source struct {
 // Load builds a classifier from the embedded rules and providers plus the admin files
 // given, in order. A rule or provider whose id already exists replaces it (a later file
 // wins), "disabled = true" removes one, new ids are added; admin rules are tried before
-// built-in ones of the same kind (text or code-only). Errors name the file, the line where
+// built-in ones of the same kind (decisive, text or code-only). Errors name the file, the line where
 // it can be found, and the rule or provider id.
 func Load(ruleFiles ...string) (*Classifier, error) {
 	srcs := make([]*source, 0, 2+len(ruleFiles))
@@ -232,10 +234,12 @@ func (c *Classifier) buildRules(srcs []*source) error {
 			c.rules = append(c.rules, ru)
 		}
 	}
-	// Text rules before code-only rules; within each, admin rules first, then by
-	// priority (higher first), then in file order.
+	// Decisive rules first, then text rules, then code-only rules; within each, admin
+	// rules first, then by priority (higher first), then in file order.
 	slices.SortStableFunc(c.rules, func(a, b *rule) int {
 		switch {
+		case a.decisive != b.decisive:
+			return boolOrder(a.decisive, b.decisive)
 		case a.textual != b.textual:
 			return boolOrder(a.textual, b.textual)
 		case a.admin != b.admin:
@@ -270,6 +274,7 @@ func (c *Classifier) compileRule(spec ruleSpec, s *source) (*rule, error) {
 		url:       strings.TrimSpace(spec.URL),
 		admin:     s.admin,
 		priority:  spec.Priority,
+		decisive:  spec.Decisive,
 	}
 	if !slices.Contains(Categories, spec.Category) {
 		return nil, s.errorf(spec.ID, "unknown category %q", spec.Category)
