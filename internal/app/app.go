@@ -351,15 +351,17 @@ func (a *App) buildOutbound() error {
 		}
 	}
 	routes := &route.Resolver{DNS: resolver, Providers: a.classifier.Providers(), Relay: o.Relay, Relays: relays, Logger: a.log,
+		TTL: cfg.Scaled(5 * time.Minute),
 		STS: &route.STS{DNS: resolver, Cache: mtastsCache{a.db}, Logger: a.log}}
 	q := cfg.Queue
 	limits := &shaper.Limits{MaxConnections: q.Concurrency, SourceIPs: sources}
 	a.outcomes = a.buildOutcomes()
 	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Routes: routes, Shaper: limits, Outcomes: a.outcomes,
 		Hostname: cfg.Hostname, Node: cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered,
-		Concurrency: q.Concurrency, ScanInterval: q.ScanInterval.Duration,
-		Policy: scheduler.Policy{RetryMin: q.RetryMin.Duration, RetryMax: q.RetryMax.Duration, MaxAge: q.MaxAge.Duration,
-			DelayWarning: q.DelayWarning.Duration}}
+		Concurrency: q.Concurrency, ScanInterval: cfg.Scaled(q.ScanInterval.Duration),
+		Lease: cfg.Scaled(30 * time.Minute), HoldBack: cfg.Scaled(time.Minute),
+		Policy: scheduler.Policy{RetryMin: cfg.Scaled(q.RetryMin.Duration), RetryMax: cfg.Scaled(q.RetryMax.Duration),
+			MaxAge: cfg.Scaled(q.MaxAge.Duration), DelayWarning: cfg.Scaled(q.DelayWarning.Duration)}}
 	return nil
 }
 

@@ -38,6 +38,7 @@ type Config struct {
 	DNS      DNS      `toml:"dns"`
 	Outbound Outbound `toml:"outbound"`
 	Queue    Queue    `toml:"queue"`
+	Shaping  Shaping  `toml:"shaping"`
 	Store    Store    `toml:"store"`
 	SMTP     SMTP     `toml:"smtp"`
 	Bounce   Bounce   `toml:"bounce"`
@@ -82,6 +83,22 @@ type Queue struct {
 	DelayWarning Duration `toml:"delay_warning"` // delay notice after this; 0 = none
 	Concurrency  int      `toml:"concurrency"`   // destinations delivered to at once
 	ScanInterval Duration `toml:"scan_interval"` // how often the queue is re-read for work added by other processes
+}
+
+// Shaping configures the outbound engine's pacing.
+type Shaping struct {
+	// TimeScale divides every duration of the outbound engine (the retry schedule, the
+	// queue scan, leases, route caching, hold-backs), so that a simulation can pass hours
+	// in seconds. Only tests and benchmarks change it from 1.
+	TimeScale float64 `toml:"time_scale"`
+}
+
+// Scaled is d divided by shaping.time_scale.
+func (c Config) Scaled(d time.Duration) time.Duration {
+	if c.Shaping.TimeScale <= 0 || c.Shaping.TimeScale == 1 {
+		return d
+	}
+	return time.Duration(float64(d) / c.Shaping.TimeScale)
 }
 
 // Outbound configures delivery to other hosts.
@@ -188,7 +205,8 @@ func Default() Config {
 			Concurrency:  20,
 			ScanInterval: Duration{30 * time.Second},
 		},
-		Store: Store{Driver: "sqlite"},
+		Shaping: Shaping{TimeScale: 1},
+		Store:   Store{Driver: "sqlite"},
 		SMTP: SMTP{
 			MaxMessageSize:      50 << 20,
 			MaxRecipients:       1000,

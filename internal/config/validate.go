@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -81,6 +82,7 @@ func (c *Config) validate() []*Error {
 	}
 	c.validateOutbound(&v)
 	c.validateQueue(&v)
+	c.validateShaping(&v)
 	c.validateStore(&v)
 	c.validateLimits(&v)
 	c.validateDNSBL(&v)
@@ -221,6 +223,17 @@ func (c *Config) validateQueue(v *validator) {
 		if d.d > maxQueueDuration {
 			v.addf(d.key, "%s = %q: longer than a year (\"8760h\"), the most allowed", d.key, d.d)
 		}
+	}
+}
+
+// maxTimeScale bounds shaping.time_scale: a day in under a second is compression enough,
+// and durations divided further would round to nothing.
+const maxTimeScale = 100000
+
+func (c *Config) validateShaping(v *validator) {
+	ts := c.Shaping.TimeScale
+	if !(ts > 0) || ts > maxTimeScale || math.IsInf(ts, 0) {
+		v.addf("shaping.time_scale", "shaping.time_scale = %v: must be a number above 0 and at most %d (1 = real time)", ts, maxTimeScale)
 	}
 }
 

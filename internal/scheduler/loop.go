@@ -107,7 +107,7 @@ func (l *loop) claimClass(ctx context.Context, class string) {
 			return
 		}
 		limit := min(s.ActiveLimit-l.heldOf(class), maxClaim)
-		es, err := s.DB.QueueClaim(ctx, s.Node, class, now, limit, leaseTime)
+		es, err := s.DB.QueueClaim(ctx, s.Node, class, now, limit, s.Lease)
 		if err != nil {
 			// Nothing was leased, so nothing is delivered: try again on the next wake.
 			s.Logger.Error("queue: claiming due entries failed", "class", class, "err", err)
@@ -236,7 +236,7 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 		return false
 	}
 	if now.Before(g.until) {
-		if g.until.Sub(now) > requeueAfter {
+		if g.until.Sub(now) > s.HoldBack {
 			l.requeue(ctx, g)
 		}
 		return false
@@ -299,7 +299,7 @@ func (l *loop) refused(ctx context.Context, g *group, next time.Time, reason str
 		return
 	}
 	g.until, g.reason = next, reason
-	if next.Sub(l.s.Now()) > requeueAfter {
+	if next.Sub(l.s.Now()) > l.s.HoldBack {
 		l.requeue(ctx, g)
 	}
 }

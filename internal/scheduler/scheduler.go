@@ -49,9 +49,10 @@ import (
 	"github.com/repute-mail/repute/internal/store"
 )
 
-// leaseTime bounds how long claimed entries are this node's: an entry whose lease ends
-// without an outcome (its node died) is due again. Entries still waiting in memory when
-// their lease ends are claimed again by this node, which renews the lease.
+// leaseTime (the default Lease) bounds how long claimed entries are this node's: an
+// entry whose lease ends without an outcome (its node died) is due again. Entries still
+// waiting in memory when their lease ends are claimed again by this node, which renews
+// the lease.
 const leaseTime = 30 * time.Minute
 
 // maxClaim bounds one claim, to keep the store's write transactions short.
@@ -60,8 +61,9 @@ const maxClaim = 1000
 // maxResolving bounds the route lookups running at once.
 const maxResolving = 32
 
-// requeueAfter: a shaper refusal that lasts longer than this puts the group's waiting
-// entries back in the queue, due when the refusal ends, instead of holding them in memory.
+// requeueAfter (the default HoldBack): a shaper refusal that lasts longer than this puts
+// the group's waiting entries back in the queue, due when the refusal ends, instead of
+// holding them in memory.
 const requeueAfter = time.Minute
 
 // Queue is what the scheduler needs of the store.
@@ -120,8 +122,13 @@ type Scheduler struct {
 	BatchSize    int
 	ActiveLimit  int
 	ScanInterval time.Duration
-	Now          func() time.Time
-	Jitter       func() float64
+	// Lease is how long claimed entries are this node's (0: 30 minutes); HoldBack is
+	// the shaper refusal beyond which waiting entries go back to the queue (0: a
+	// minute). Both are scaled down in simulations.
+	Lease    time.Duration
+	HoldBack time.Duration
+	Now      func() time.Time
+	Jitter   func() float64
 
 	wake chan struct{}
 	once sync.Once
@@ -153,6 +160,12 @@ func (s *Scheduler) init() {
 		}
 		if s.ScanInterval <= 0 {
 			s.ScanInterval = 30 * time.Second
+		}
+		if s.Lease <= 0 {
+			s.Lease = leaseTime
+		}
+		if s.HoldBack <= 0 {
+			s.HoldBack = requeueAfter
 		}
 		if s.Node == "" {
 			s.Node = "local"
@@ -242,7 +255,7 @@ func (s *Scheduler) resetTimer(ctx context.Context, t *time.Timer, l *loop) {
 	if w, ok := l.nextWait(); ok {
 		wait = min(wait, w.Sub(now))
 	}
-	wait = max(wait, 100*time.Millisecond)
+	wait = max(wait, min(100*time.Millisecond, s.ScanInterval))
 	if !t.Stop() {
 		select {
 		case <-t.C:

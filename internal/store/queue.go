@@ -159,7 +159,6 @@ func (db *DB) QueueClearLeases(ctx context.Context, node string) error {
 	})
 }
 
-
 // Blob returns a message body.
 func (db *DB) Blob(ctx context.Context, id int64) ([]byte, error) {
 	var data []byte

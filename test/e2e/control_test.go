@@ -52,3 +52,20 @@ func TestAdminChannel(t *testing.T) {
 		t.Errorf("queue retry without a running server: %v\n%s", err, out)
 	}
 }
+
+// TestTimeScale: with [shaping] time_scale the real retry schedule runs compressed. The
+// server keeps the default retry_min of five minutes; at a scale of 300 the second
+// attempt at a destination that is down comes about a second after the first, and once
+// the destination is back the message arrives without any admin command.
+func TestTimeScale(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	a, b := hostPair(t, z, serverOptions{TimeScale: 300}, serverOptions{Queue: fastQueue})
+	a.start()
+	subj := "time scale " + uniqueID()
+	a.submit(t, "alice", []string{"bob@b.test"}, subj)
+	a.waitQueueEntry(t, "bob@b.test", deliveryTimeout, "a second attempt within seconds (5m / 300)",
+		func(e queueEntry) bool { return e.Attempts >= 2 })
+	b.start()
+	b.waitForMessage(t, "bob", deliveryTimeout, subj, withSubject(subj))
+}

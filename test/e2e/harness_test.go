@@ -158,6 +158,7 @@ type serverOptions struct {
 	SMTPExtra   string    // further [smtp] lines, e.g. "message_rate_per_ip = 5\n"
 	BounceExtra string    // [bounce] lines
 	Web         bool      // serve https on the server's address (s.HTTPS)
+	TimeScale   float64   // [shaping] time_scale; 0 leaves the key out (real time)
 }
 
 // queueOpts are the [queue] settings a test may shorten ("1s"); "" leaves a key out.
@@ -308,10 +309,17 @@ command_timeout = "5m"
 %s
 [imap]
 max_connections_per_ip = %d
-%s`, s.t.Name(), s.hostname, s.dataDir,
+%s%s`, s.t.Name(), s.hostname, s.dataDir,
 		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(), s.HTTPS(), s.metricsAddr(),
 		o.DNS, o.RemotePort, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk), o.SMTPExtra,
-		o.BounceExtra, o.MaxConnectionsPerIP, o.Queue.toml())
+		o.BounceExtra, o.MaxConnectionsPerIP, o.Queue.toml(), o.shaping())
+}
+
+func (o serverOptions) shaping() string {
+	if o.TimeScale == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n[shaping]\ntime_scale = %v\n", o.TimeScale)
 }
 
 func minFreeDisk(n int64) string {
