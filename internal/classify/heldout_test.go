@@ -7,10 +7,12 @@ import (
 
 // Minimum category accuracy, in percent, of the provider reply sets (testdata/tuning.tsv and
 // testdata/heldout.tsv). They guard against regressions: each is the score the rules reached
-// when the sets were last measured, rounded down.
+// when the sets were last measured, rounded down (tuning 121 of 124, 97.6%; held-out 52 of
+// 62, 83.9%, measured once after tuning). The held-out score is below the 95% aimed at, and
+// its threshold says so rather than pretending otherwise.
 const (
-	tuningMinAccuracy  = 0
-	heldOutMinAccuracy = 0
+	tuningMinAccuracy  = 97
+	heldOutMinAccuracy = 83
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
