@@ -1,6 +1,10 @@
 package classify
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // TestProviderCodes checks that a provider's own status code decides the category however
 // little of the reply is left, and that the code is matched only as a whole token.
@@ -53,6 +57,48 @@ func TestProviderCodes(t *testing.T) {
 			got := c.ClassifyFrom(tt.reply, tt.mx)
 			if got.Category != tt.want {
 				t.Errorf("ClassifyFrom(%q, %q) = %s (%s), want %s", tt.reply, tt.mx, got.Category, ruleID(c, tt.reply), tt.want)
+			}
+		})
+	}
+}
+
+// TestDecisiveAdminRule checks that an admin's decisive rule comes before the built-in text
+// rules ("access denied" is a policy text), whether it matches by substring or regexp.
+func TestDecisiveAdminRule(t *testing.T) {
+	tests := []struct {
+		name, rules, reply, want string
+	}{
+		{"substring", `[[rule]]
+id = "ticket-code"
+category = "rate_limited"
+decisive = true
+match = ["ticket rl-7"]
+`, "550 5.7.1 Access denied, ticket RL-7", RateLimited},
+		{"regexp", `[[rule]]
+id = "digits"
+category = "rate_limited"
+decisive = true
+regexp = ['\d{5}']
+`, "550 5.7.1 Access denied 12345", RateLimited},
+		{"not matching leaves the text rules", `[[rule]]
+id = "digits"
+category = "rate_limited"
+decisive = true
+regexp = ['\d{5}']
+`, "550 5.7.1 Access denied 1234", Policy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "rules.toml")
+			if err := os.WriteFile(name, []byte(tt.rules), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Classify(tt.reply).Category; got != tt.want {
+				t.Errorf("Classify(%q) = %s (%s), want %s", tt.reply, got, ruleID(c, tt.reply), tt.want)
 			}
 		})
 	}

@@ -87,8 +87,8 @@ type source struct {
 // Load builds a classifier from the embedded rules and providers plus the admin files
 // given, in order. A rule or provider whose id already exists replaces it (a later file
 // wins), "disabled = true" removes one, new ids are added; admin rules are tried before
-// built-in ones of the same kind (decisive, text or code-only). Errors name the file, the line where
-// it can be found, and the rule or provider id.
+// built-in ones of the same kind (decisive, text or code-only). Errors name the file, the
+// line where it can be found, and the rule or provider id.
 func Load(ruleFiles ...string) (*Classifier, error) {
 	srcs := make([]*source, 0, 2+len(ruleFiles))
 	for _, emb := range []struct{ name, text string }{
