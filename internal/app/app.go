@@ -354,7 +354,7 @@ func (a *App) buildOutbound() error {
 		TTL: cfg.Scaled(5 * time.Minute),
 		STS: &route.STS{DNS: resolver, Cache: mtastsCache{a.db}, Logger: a.log}}
 	q := cfg.Queue
-	limits := &shaper.Limits{MaxConnections: q.Concurrency, SourceIPs: sources}
+	limits := &shaper.Limits{MaxConnections: q.Concurrency, SourceIPs: sources, Round: cfg.Scaled(10 * time.Second)}
 	a.outcomes = a.buildOutcomes()
 	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Routes: routes, Shaper: limits, Outcomes: a.outcomes,
 		Hostname: cfg.Hostname, Node: cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered,

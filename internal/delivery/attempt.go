@@ -32,7 +32,8 @@ type reply struct {
 type failure struct {
 	hop
 	reply
-	err error
+	err   error
+	stage string // StageConnect when no session could be opened
 }
 
 // connector opens a session to the destination or says why it could not.
@@ -54,6 +55,7 @@ func (d *delivery) run(ctx context.Context, msgs []*Message, connect connector) 
 	for len(pending) > 0 {
 		s, f := connect(ctx)
 		if s == nil {
+			f.stage = StageConnect
 			d.fail(pending, *f)
 			return
 		}
@@ -70,7 +72,9 @@ func (d *delivery) fail(msgs []*Message, f failure) {
 	for _, m := range msgs {
 		out := make([]Attempt, 0, len(m.Rcpts))
 		for _, r := range m.Rcpts {
-			out = append(out, newAttempt(r, f.hop, f.reply, dur))
+			a := newAttempt(r, f.hop, f.reply, dur)
+			a.Stage = f.stage
+			out = append(out, a)
 		}
 		d.report(out)
 	}

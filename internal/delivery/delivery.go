@@ -52,7 +52,14 @@ type Attempt struct {
 	RetryAfter  time.Duration // a hint from the reply ("try again in 10 minutes"), 0 if none
 	Duration    time.Duration
 	TLSRPT      string // TLS-RPT result type for the attempt ("" when nothing to report)
+	// Stage is StageConnect when the failure came before any transaction: no session
+	// could be opened (a refused TCP connection, a 421 greeting such as "too many
+	// connections", a failed EHLO, STARTTLS or AUTH). "" otherwise.
+	Stage string
 }
+
+// StageConnect marks attempts that failed before a session was open.
+const StageConnect = "connect"
 
 // Deliverer delivers messages to one destination domain, on the route the scheduler
 // resolved and from the source address the shaper chose (the zero Addr: the kernel's

@@ -151,3 +151,29 @@ func TestFourTwentyOneEndsTheConnection(t *testing.T) {
 		t.Errorf("%d RSET commands after the 421", n)
 	}
 }
+
+// TestConnectRefusalStage: a 421 greeting ("too many connections") is reported as a
+// failure before any transaction, so the scheduler can lower the connection count
+// instead of counting an attempt; a refusal inside a transaction is not.
+func TestConnectRefusalStage(t *testing.T) {
+	e := newEnv(t, twoMX...)
+	e.add("mx2.b.test. A 127.0.0.11")
+	refuser(t, e.addr("127.0.0.11"), "421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, closing transmission channel")
+	got := e.deliver("b.test", msg("1", "alice@a.test", "bob@b.test"))
+	if len(got) != 1 || got[0].Code != 421 || got[0].Stage != StageConnect {
+		t.Fatalf("got %+v, want a 421 at the connect stage", got)
+	}
+
+	e2 := newEnv(t, twoMX...)
+	e2.add("mx2.b.test. A 127.0.0.11")
+	startScript(t, e2.addr("127.0.0.11"), func(cmd string, _ int) (string, bool) {
+		if strings.HasPrefix(cmd, "MAIL") {
+			return "421 4.7.0 Try again later, closing connection", true
+		}
+		return "250 2.0.0 OK", false
+	})
+	got = e2.deliver("b.test", msg("1", "alice@a.test", "bob@b.test"))
+	if len(got) != 1 || got[0].Code != 421 || got[0].Stage != "" {
+		t.Fatalf("got %+v, want a 421 inside the transaction", got)
+	}
+}

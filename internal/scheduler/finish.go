@@ -13,6 +13,7 @@ import (
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/route"
+	"github.com/repute-mail/repute/internal/shaper"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
 )
@@ -30,6 +31,7 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	var events []outcome.Event
 	bounces := map[string][]failure{} // by msg id
 	warns := map[string][]failure{}
+	var refused []store.QueueEntry // refused at connect: not an attempt
 	for _, a := range attempts {
 		e, ok := b.entries[a.QueueID]
 		if !ok || reported[a.QueueID] {
@@ -38,6 +40,11 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		reported[a.QueueID] = true
 		id := a.QueueID
 		delivered := a.Code >= 200 && a.Code < 300
+		b.delivered = b.delivered || delivered
+		if s.connectionRefused(a, e, now) {
+			refused = append(refused, e)
+			continue
+		}
 		var c classify.Result // read once per failed attempt
 		if !delivered {
 			c = s.Outcomes.Classify(a.Code, a.Enhanced, a.Text, a.MX)
@@ -78,12 +85,53 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		}
 	}
 	s.publish(ctx, events)
+	s.holdBack(ctx, b.rt, refused, now)
 	for _, fs := range bounces {
 		s.bounce(ctx, b.rt, fs, now)
 	}
 	for _, fs := range warns {
 		s.warn(ctx, fs, now)
 	}
+}
+
+// connectionRefused reports whether an attempt is a destination's refusal of one more
+// connection (a 421 before any transaction: "too many connections", Yahoo's TSS04 at
+// connect). That is not the message's failure but the connection count's: the shaper
+// lowers it, and the entry waits a little instead of a retry interval. An entry past its
+// maximum age is handled like any other failure (it expires).
+func (s *Scheduler) connectionRefused(a delivery.Attempt, e store.QueueEntry, now time.Time) bool {
+	if a.Stage != delivery.StageConnect || a.Code != 421 {
+		return false
+	}
+	_, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, 0, 0)
+	return d != Expire
+}
+
+// holdBack puts entries refused at connect back in the queue, due after HoldBack, tells
+// the shaper (one cut per round of refusals), and publishes a throttled event for each.
+func (s *Scheduler) holdBack(ctx context.Context, rt route.Route, es []store.QueueEntry, now time.Time) {
+	if len(es) == 0 {
+		return
+	}
+	allowed := -1
+	if fb, ok := s.Shaper.(Feedback); ok {
+		allowed = fb.ConnectionRefused(rt, now)
+	}
+	next := now.Add(s.HoldBack)
+	ids := make([]int64, len(es))
+	events := make([]outcome.Event, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+		events[i] = outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID, From: e.From,
+			Rcpt: e.Rcpt, Provider: rt.Provider, Reason: shaper.ReasonConnections, NextAttempt: next}}
+	}
+	if err := s.DB.QueueRequeue(ctx, ids, next); err != nil {
+		s.Logger.Error("queue: putting back entries refused at connect failed; their lease ends by itself", "err", err)
+		return
+	}
+	s.Logger.Info("queue: connection refused by the destination; fewer connections", "group", rt.Group,
+		"allowed", allowed, "entries", len(es), "until", next)
+	s.publish(ctx, events)
 }
 
 // publish hands outcomes to the recorder's subscribers (event log, counts, suppression).

@@ -91,6 +91,14 @@ type Shaper interface {
 	Acquire(rt route.Route, now time.Time) (*shaper.Permit, *shaper.Refusal)
 }
 
+// Feedback is what a shaper may learn of the connections it granted (shaper.Limits does):
+// a destination that refused a connection before any transaction, and a connection that
+// delivered mail.
+type Feedback interface {
+	ConnectionRefused(rt route.Route, now time.Time) int
+	Delivered(rt route.Route)
+}
+
 // Scheduler delivers the outbound queue. Set the fields, then Run.
 type Scheduler struct {
 	DB        Queue
@@ -203,9 +211,10 @@ func (s *Scheduler) Wake() {
 // batch is one worker's job: entries of one domain, delivered on one route under one
 // permit (nil for a route that failed: no connection is made).
 type batch struct {
-	rt      route.Route
-	permit  *shaper.Permit
-	entries map[int64]store.QueueEntry
+	rt        route.Route
+	permit    *shaper.Permit
+	entries   map[int64]store.QueueEntry
+	delivered bool // some mail of the batch was delivered (set by its recorder)
 }
 
 // Run delivers until ctx ends, then waits for the deliveries in progress (each bounded by

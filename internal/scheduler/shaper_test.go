@@ -232,3 +232,55 @@ func TestTransactionalFirst(t *testing.T) {
 		t.Errorf("order of delivery %v: want the transactional message right after the bulk one in flight", order[:min(4, len(order))])
 	}
 }
+
+// TestConnectRefusalLowersConnections: a destination that answers a connection with
+// "421 4.3.2 too many connections" costs no attempt: the entries wait HoldBack, the
+// shaper allows fewer connections to that group, and a throttled event says why.
+func TestConnectRefusalLowersConnections(t *testing.T) {
+	var refusals atomic.Int64
+	d := &scripted{answer: func(rcpt string) delivery.Attempt {
+		if refusals.Add(1) <= 1 {
+			return delivery.Attempt{Code: 421, Enhanced: "4.3.2", Stage: delivery.StageConnect,
+				Text: "The maximum number of concurrent server connections has exceeded a limit", MX: "mx.busy.test"}
+		}
+		return delivery.Attempt{Code: 250}
+	}}
+	f := newFixture(t, d)
+	limits := &shaper.Limits{MaxConnections: 8, PerGroup: 8, PerConnection: 3}
+	f.sched.Shaper, f.sched.HoldBack = limits, time.Hour
+	var mu sync.Mutex
+	var throttled []outcome.Event
+	f.rec.Bus.Subscribe(outcome.SubscriberFunc(func(_ context.Context, evs []outcome.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evs {
+			if e.Event.Event == obs.Throttled {
+				throttled = append(throttled, e)
+			}
+		}
+		return nil
+	}))
+	f.run(t)
+	f.queue(t, "alice@a.test", "u@busy.test")
+	waitFor(t, "the refused entry to be held back", func() bool {
+		q := f.entries(t)
+		return len(q) == 1 && q[0].NextAttempt >= f.now.Add(time.Hour).Unix()-1 && q[0].LastAttempt == 0
+	})
+	if q := f.entries(t); q[0].Attempts != 0 || q[0].LastCode != 0 {
+		t.Errorf("a connection refusal counted as an attempt: %+v", q[0])
+	}
+	if got := limits.Allowed("busy.test"); got >= 8 {
+		t.Errorf("allowed connections to busy.test still %d after a refusal", got)
+	}
+	mu.Lock()
+	if len(throttled) != 1 || throttled[0].Reason != shaper.ReasonConnections || throttled[0].Rcpt != "u@busy.test" {
+		t.Errorf("throttled events %+v", throttled)
+	}
+	mu.Unlock()
+	// Time passes; the next connection is accepted and the mail leaves.
+	f.mu.Lock()
+	f.now = f.now.Add(time.Hour)
+	f.mu.Unlock()
+	f.sched.Wake()
+	waitFor(t, "delivery after the hold-back", func() bool { return len(f.entries(t)) == 0 })
+}

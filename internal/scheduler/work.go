@@ -46,6 +46,9 @@ func (s *Scheduler) work(ctx context.Context, b *batch) {
 	s.deliver(ctx, b, func(as []delivery.Attempt) { reports <- as })
 	close(reports)
 	<-recorded
+	if fb, ok := s.Shaper.(Feedback); ok && b.delivered {
+		fb.Delivered(b.rt)
+	}
 }
 
 // deliver loads the bodies of a batch and runs the Deliverer on the batch's route from

@@ -54,18 +54,27 @@ type Refusal struct {
 	Reason string
 }
 
-// Limits is the shaper of this version: fixed limits, source addresses in turn. Its
-// methods are safe for concurrent use.
+// Limits is the shaper of this version: limits on connections and messages per
+// connection, source addresses in turn, and the connections a destination group may have
+// open adapted to what it accepts: a group that refuses a connection ("421 4.3.2 too many
+// connections", Yahoo's TSS04 at connect) gets half as many, at most one cut per Round,
+// never fewer than one; every connection that delivers mail earns a little back (one
+// more connection per as many good connections as are allowed), up to PerGroup, so the
+// count climbs back gradually and never snaps back. Its methods are safe for concurrent
+// use.
 type Limits struct {
-	MaxConnections int          // open connections in total; 0: 20
-	PerGroup       int          // open connections to one destination group; 0: min(10, MaxConnections)
-	PerConnection  int          // messages per connection; 0: 50
-	SourceIPs      []netip.Addr // our addresses; none: the kernel chooses
+	MaxConnections int           // open connections in total; 0: 20
+	PerGroup       int           // open connections to one destination group at most; 0: min(10, MaxConnections)
+	PerConnection  int           // messages per connection; 0: 50
+	SourceIPs      []netip.Addr  // our addresses; none: the kernel chooses
+	Round          time.Duration // refusals within a round after a cut are one signal; 0: 10 s
 
-	mu    sync.Mutex
-	open  map[string]int
-	total int
-	next  int
+	mu      sync.Mutex
+	open    map[string]int
+	allowed map[string]float64 // groups whose allowance was cut, and what it is now
+	cut     map[string]time.Time
+	total   int
+	next    int
 }
 
 func (l *Limits) limits() (total, perGroup, perConn int) {
@@ -90,7 +99,7 @@ func (l *Limits) Acquire(rt route.Route, now time.Time) (*Permit, *Refusal) {
 	if l.open == nil {
 		l.open = map[string]int{}
 	}
-	if l.total >= total || l.open[rt.Group] >= perGroup {
+	if l.total >= total || l.open[rt.Group] >= l.allowedLocked(rt.Group, perGroup) {
 		return nil, &Refusal{Reason: ReasonConnections}
 	}
 	l.total++
@@ -130,6 +139,69 @@ func (l *Limits) source() netip.Addr {
 	a := use[l.next%len(use)]
 	l.next++
 	return a
+}
+
+// allowedLocked is how many connections group may have open now.
+func (l *Limits) allowedLocked(group string, perGroup int) int {
+	if a, ok := l.allowed[group]; ok {
+		return min(perGroup, max(1, int(a)))
+	}
+	return perGroup
+}
+
+// Allowed reports how many connections a group may have open now.
+func (l *Limits) Allowed(group string) int {
+	_, perGroup, _ := l.limits()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.allowedLocked(group, perGroup)
+}
+
+// ConnectionRefused tells that rt's group refused a connection before any transaction
+// (a 421 greeting): it may have half as many open as it has now, at most one cut per
+// Round. It returns the new allowance.
+func (l *Limits) ConnectionRefused(rt route.Route, now time.Time) int {
+	_, perGroup, _ := l.limits()
+	round := l.Round
+	if round <= 0 {
+		round = 10 * time.Second
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.allowed == nil {
+		l.allowed, l.cut = map[string]float64{}, map[string]time.Time{}
+	}
+	g := rt.Group
+	cur := float64(l.allowedLocked(g, perGroup))
+	if last, ok := l.cut[g]; ok && now.Sub(last) < round {
+		return int(cur) // the same burst of refusals: one cut
+	}
+	// The refused connection was one too many: at most as many as are open now are
+	// accepted. Halve that.
+	if open := float64(l.open[g]); open > 0 && open < cur {
+		cur = open
+	}
+	l.allowed[g] = max(1, float64(int(cur/2)))
+	l.cut[g] = now
+	return int(l.allowed[g])
+}
+
+// Delivered tells that a connection to rt's group delivered mail: the group earns
+// 1/allowed of a connection back (additive increase), up to PerGroup.
+func (l *Limits) Delivered(rt route.Route) {
+	_, perGroup, _ := l.limits()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.allowed[rt.Group]
+	if !ok {
+		return // never cut: already at PerGroup
+	}
+	a += 1 / max(a, 1)
+	if a >= float64(perGroup) {
+		delete(l.allowed, rt.Group)
+		return
+	}
+	l.allowed[rt.Group] = a
 }
 
 // Open reports the connections open to a group, and in total.

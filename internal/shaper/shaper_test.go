@@ -40,3 +40,62 @@ func TestLimits(t *testing.T) {
 		t.Fatal("a released slot is available again")
 	}
 }
+
+// TestConnectionAIMD: a refusal halves the connections a group may have (one cut per
+// round of refusals, never below one); deliveries win them back one at a time, gradually,
+// never snapping back to the limit.
+func TestConnectionAIMD(t *testing.T) {
+	l := &Limits{MaxConnections: 50, PerGroup: 10, Round: 10 * time.Second}
+	ms := route.Route{Group: "microsoft"}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var permits []*Permit
+	for range 8 {
+		p, _ := l.Acquire(ms, now)
+		permits = append(permits, p)
+	}
+	// The ninth is refused by Microsoft at connect ("421 4.3.2 ... connections"): at most 8
+	// are accepted; half of that is allowed now.
+	if got := l.ConnectionRefused(ms, now); got != 4 {
+		t.Fatalf("after a refusal with 8 open: %d allowed, want 4", got)
+	}
+	if got := l.ConnectionRefused(ms, now.Add(5*time.Second)); got != 4 {
+		t.Errorf("a second refusal in the same round cut again: %d", got)
+	}
+	for _, p := range permits {
+		p.Release()
+	}
+	var open int
+	for {
+		if p, _ := l.Acquire(ms, now); p == nil {
+			break
+		}
+		open++
+	}
+	if open != 4 {
+		t.Errorf("%d connections granted after the cut, want 4", open)
+	}
+	if got := l.ConnectionRefused(ms, now.Add(11*time.Second)); got != 2 {
+		t.Errorf("a refusal in the next round: %d allowed, want 2", got)
+	}
+	for range 40 {
+		l.ConnectionRefused(ms, now.Add(time.Hour)) // the same round, from then on
+	}
+	// Additive increase: the allowance climbs by about one per `allowed` deliveries (from
+	// 1 to 10 in about 50).
+	var trail []int
+	for range 60 {
+		l.Delivered(ms)
+		trail = append(trail, l.Allowed("microsoft"))
+	}
+	for i := 1; i < len(trail); i++ {
+		if trail[i] < trail[i-1] || trail[i] > trail[i-1]+1 {
+			t.Fatalf("allowance went %d → %d: want steps of at most one", trail[i-1], trail[i])
+		}
+	}
+	if trail[0] > 3 || trail[len(trail)-1] != 10 {
+		t.Errorf("allowance after 1 and 60 deliveries: %d and %d; want a slow climb back to 10", trail[0], trail[len(trail)-1])
+	}
+	if l.Allowed("google") != 10 {
+		t.Error("another group was cut")
+	}
+}
