@@ -51,6 +51,7 @@ var layering = map[string][]string{
 	"internal/app":    nil, // the composition root imports everything
 	"cmd/repute":      nil, // flags and dispatch
 	"test/e2e":        nil,
+	"test/provsim":    {},  // the provider simulator: a leaf, so tests and benchmarks can use it
 	"bench/queuefill": nil, // fills a queue for the benchmarks through the store
 }
 
