@@ -32,6 +32,7 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	bounces := map[string][]failure{} // by msg id
 	warns := map[string][]failure{}
 	var refused []store.QueueEntry // refused at connect: not an attempt
+	countRefusal := s.connectionCountRefused(b.rt, attempts, now)
 	for _, a := range attempts {
 		e, ok := b.entries[a.QueueID]
 		if !ok || reported[a.QueueID] {
@@ -41,7 +42,7 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		id := a.QueueID
 		delivered := a.Code >= 200 && a.Code < 300
 		b.delivered = b.delivered || delivered
-		if s.connectionRefused(a, e, now) {
+		if countRefusal && s.connectionRefused(a, e, now) {
 			refused = append(refused, e)
 			continue
 		}
@@ -94,11 +95,28 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	}
 }
 
-// connectionRefused reports whether an attempt is a destination's refusal of one more
-// connection (a 421 before any transaction: "too many connections", Yahoo's TSS04 at
-// connect). That is not the message's failure but the connection count's: the shaper
-// lowers it, and the entry waits a little instead of a retry interval. An entry past its
-// maximum age is handled like any other failure (it expires).
+// connectionCountRefused reports whether attempts hold a destination's refusal of one
+// more connection (a 421 before any transaction: "too many connections", Yahoo's TSS04
+// at connect) that the shaper took as a sign to open fewer: then the refusal is not the
+// messages' failure but the connection count's, and they wait a little instead of a
+// retry interval. When the shaper cannot lower the count any further (one connection,
+// and it is refused), the refusal is an ordinary temporary failure: an attempt.
+func (s *Scheduler) connectionCountRefused(rt route.Route, attempts []delivery.Attempt, now time.Time) bool {
+	fb, ok := s.Shaper.(Feedback)
+	if !ok {
+		return false
+	}
+	for _, a := range attempts {
+		if a.Stage == delivery.StageConnect && a.Code == 421 {
+			return fb.ConnectionRefused(rt, now)
+		}
+	}
+	return false
+}
+
+// connectionRefused reports whether an attempt is a refusal at connect that is not to
+// count as an attempt. An entry past its maximum age is handled like any other failure
+// (it expires).
 func (s *Scheduler) connectionRefused(a delivery.Attempt, e store.QueueEntry, now time.Time) bool {
 	if a.Stage != delivery.StageConnect || a.Code != 421 {
 		return false
@@ -107,15 +125,11 @@ func (s *Scheduler) connectionRefused(a delivery.Attempt, e store.QueueEntry, no
 	return d != Expire
 }
 
-// holdBack puts entries refused at connect back in the queue, due after HoldBack, tells
-// the shaper (one cut per round of refusals), and publishes a throttled event for each.
+// holdBack puts entries refused at connect back in the queue, due after HoldBack, and
+// publishes a throttled event for each.
 func (s *Scheduler) holdBack(ctx context.Context, rt route.Route, es []store.QueueEntry, now time.Time) {
 	if len(es) == 0 {
 		return
-	}
-	allowed := -1
-	if fb, ok := s.Shaper.(Feedback); ok {
-		allowed = fb.ConnectionRefused(rt, now)
 	}
 	next := now.Add(s.HoldBack)
 	ids := make([]int64, len(es))
@@ -128,6 +142,10 @@ func (s *Scheduler) holdBack(ctx context.Context, rt route.Route, es []store.Que
 	if err := s.DB.QueueRequeue(ctx, ids, next); err != nil {
 		s.Logger.Error("queue: putting back entries refused at connect failed; their lease ends by itself", "err", err)
 		return
+	}
+	allowed := -1
+	if l, ok := s.Shaper.(interface{ Allowed(string) int }); ok {
+		allowed = l.Allowed(rt.Group)
 	}
 	s.Logger.Info("queue: connection refused by the destination; fewer connections", "group", rt.Group,
 		"allowed", allowed, "entries", len(es), "until", next)

@@ -95,7 +95,9 @@ type Shaper interface {
 // a destination that refused a connection before any transaction, and a connection that
 // delivered mail.
 type Feedback interface {
-	ConnectionRefused(rt route.Route, now time.Time) int
+	// ConnectionRefused reports whether the refusal was about the number of
+	// connections (the shaper lowered it); false: the destination refuses us anyway.
+	ConnectionRefused(rt route.Route, now time.Time) bool
 	Delivered(rt route.Route)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,21 +234,51 @@ func TestTransactionalFirst(t *testing.T) {
 	}
 }
 
-// TestConnectRefusalLowersConnections: a destination that answers a connection with
-// "421 4.3.2 too many connections" costs no attempt: the entries wait HoldBack, the
-// shaper allows fewer connections to that group, and a throttled event says why.
-func TestConnectRefusalLowersConnections(t *testing.T) {
-	var refusals atomic.Int64
-	d := &scripted{answer: func(rcpt string) delivery.Attempt {
-		if refusals.Add(1) <= 1 {
-			return delivery.Attempt{Code: 421, Enhanced: "4.3.2", Stage: delivery.StageConnect,
-				Text: "The maximum number of concurrent server connections has exceeded a limit", MX: "mx.busy.test"}
+// refuseOne is a Deliverer for one destination with several connections open at once:
+// the first connection is refused at connect ("421 4.3.2 too many connections") while the
+// others are still open; those deliver once proceed is closed.
+type refuseOne struct {
+	started sync.WaitGroup
+	n       atomic.Int64
+	proceed chan struct{}
+}
+
+func (d *refuseOne) Deliver(ctx context.Context, rt route.Route, _ netip.Addr, msgs []*delivery.Message, report func([]delivery.Attempt)) {
+	i := d.n.Add(1)
+	first := i == 1
+	if i <= 4 { // the four first connections are open at once
+		d.started.Done()
+		d.started.Wait()
+	}
+	for _, m := range msgs {
+		var out []delivery.Attempt
+		for _, r := range m.Rcpts {
+			a := delivery.Attempt{QueueID: r.QueueID, Rcpt: r.Address, Code: 250}
+			if first {
+				a = delivery.Attempt{QueueID: r.QueueID, Rcpt: r.Address, Code: 421, Enhanced: "4.3.2", Stage: delivery.StageConnect,
+					MX: "mx.busy.test", Text: "The maximum number of concurrent server connections has exceeded a limit"}
+			} else {
+				select {
+				case <-d.proceed:
+				case <-ctx.Done():
+				}
+			}
+			out = append(out, a)
 		}
-		return delivery.Attempt{Code: 250}
-	}}
+		report(out)
+	}
+}
+
+// TestConnectRefusalLowersConnections: a destination that refuses one connection more
+// than it takes ("421 4.3.2 too many connections") costs no attempt: the entry waits
+// HoldBack, the shaper allows fewer connections to that group, and a throttled event
+// says why.
+func TestConnectRefusalLowersConnections(t *testing.T) {
+	d := &refuseOne{proceed: make(chan struct{})}
+	d.started.Add(4)
 	f := newFixture(t, d)
-	limits := &shaper.Limits{MaxConnections: 8, PerGroup: 8, PerConnection: 3}
-	f.sched.Shaper, f.sched.HoldBack = limits, time.Hour
+	limits := &shaper.Limits{MaxConnections: 8, PerGroup: 8, PerConnection: 1}
+	f.sched.Shaper, f.sched.HoldBack, f.sched.BatchSize = limits, time.Hour, 1
 	var mu sync.Mutex
 	var throttled []outcome.Event
 	f.rec.Bus.Subscribe(outcome.SubscriberFunc(func(_ context.Context, evs []outcome.Event) error {
@@ -260,24 +291,28 @@ func TestConnectRefusalLowersConnections(t *testing.T) {
 		}
 		return nil
 	}))
+	f.queue(t, "alice@a.test", "u1@busy.test", "u2@busy.test", "u3@busy.test", "u4@busy.test")
 	f.run(t)
-	f.queue(t, "alice@a.test", "u@busy.test")
+	heldUntil := f.now.Add(time.Hour).Unix()
 	waitFor(t, "the refused entry to be held back", func() bool {
-		q := f.entries(t)
-		return len(q) == 1 && q[0].NextAttempt >= f.now.Add(time.Hour).Unix()-1 && q[0].LastAttempt == 0
+		for _, e := range f.entries(t) {
+			if e.NextAttempt >= heldUntil-1 && e.NextAttempt <= heldUntil+1 && e.Attempts == 0 && e.LastAttempt == 0 {
+				return true
+			}
+		}
+		return false
 	})
-	if q := f.entries(t); q[0].Attempts != 0 || q[0].LastCode != 0 {
-		t.Errorf("a connection refusal counted as an attempt: %+v", q[0])
-	}
-	if got := limits.Allowed("busy.test"); got >= 8 {
-		t.Errorf("allowed connections to busy.test still %d after a refusal", got)
+	if got := limits.Allowed("busy.test"); got != 2 {
+		t.Errorf("allowed connections to busy.test: %d, want 2 (4 were open when one was refused: half)", got)
 	}
 	mu.Lock()
-	if len(throttled) != 1 || throttled[0].Reason != shaper.ReasonConnections || throttled[0].Rcpt != "u@busy.test" {
+	if len(throttled) != 1 || throttled[0].Reason != shaper.ReasonConnections {
 		t.Errorf("throttled events %+v", throttled)
 	}
 	mu.Unlock()
-	// Time passes; the next connection is accepted and the mail leaves.
+	close(d.proceed)
+	waitFor(t, "the other three delivered", func() bool { return len(f.entries(t)) == 1 })
+	// Time passes; the held-back entry leaves too.
 	f.mu.Lock()
 	f.now = f.now.Add(time.Hour)
 	f.mu.Unlock()

@@ -159,8 +159,11 @@ func (l *Limits) Allowed(group string) int {
 
 // ConnectionRefused tells that rt's group refused a connection before any transaction
 // (a 421 greeting): it may have half as many open as it has now, at most one cut per
-// Round. It returns the new allowance.
-func (l *Limits) ConnectionRefused(rt route.Route, now time.Time) int {
+// Round. It reports whether the refusal was about the number of connections: false when
+// the group was already down to one connection before this round, so that the refusal
+// is the destination refusing us, not our count (the caller then treats it as any other
+// temporary failure).
+func (l *Limits) ConnectionRefused(rt route.Route, now time.Time) bool {
 	_, perGroup, _ := l.limits()
 	round := l.Round
 	if round <= 0 {
@@ -172,18 +175,21 @@ func (l *Limits) ConnectionRefused(rt route.Route, now time.Time) int {
 		l.allowed, l.cut = map[string]float64{}, map[string]time.Time{}
 	}
 	g := rt.Group
-	cur := float64(l.allowedLocked(g, perGroup))
 	if last, ok := l.cut[g]; ok && now.Sub(last) < round {
-		return int(cur) // the same burst of refusals: one cut
+		return true // the same burst of refusals: one cut
 	}
+	cur := float64(l.allowedLocked(g, perGroup))
 	// The refused connection was one too many: at most as many as are open now are
 	// accepted. Halve that.
 	if open := float64(l.open[g]); open > 0 && open < cur {
 		cur = open
 	}
+	if cur <= 1 {
+		return false
+	}
 	l.allowed[g] = max(1, float64(int(cur/2)))
 	l.cut[g] = now
-	return int(l.allowed[g])
+	return true
 }
 
 // Delivered tells that a connection to rt's group delivered mail: the group earns

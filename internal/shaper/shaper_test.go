@@ -55,11 +55,11 @@ func TestConnectionAIMD(t *testing.T) {
 	}
 	// The ninth is refused by Microsoft at connect ("421 4.3.2 ... connections"): at most 8
 	// are accepted; half of that is allowed now.
-	if got := l.ConnectionRefused(ms, now); got != 4 {
-		t.Fatalf("after a refusal with 8 open: %d allowed, want 4", got)
+	if !l.ConnectionRefused(ms, now) || l.Allowed("microsoft") != 4 {
+		t.Fatalf("after a refusal with 8 open: %d allowed, want 4", l.Allowed("microsoft"))
 	}
-	if got := l.ConnectionRefused(ms, now.Add(5*time.Second)); got != 4 {
-		t.Errorf("a second refusal in the same round cut again: %d", got)
+	if !l.ConnectionRefused(ms, now.Add(5*time.Second)) || l.Allowed("microsoft") != 4 {
+		t.Errorf("a second refusal in the same round cut again: %d", l.Allowed("microsoft"))
 	}
 	for _, p := range permits {
 		p.Release()
@@ -74,11 +74,19 @@ func TestConnectionAIMD(t *testing.T) {
 	if open != 4 {
 		t.Errorf("%d connections granted after the cut, want 4", open)
 	}
-	if got := l.ConnectionRefused(ms, now.Add(11*time.Second)); got != 2 {
-		t.Errorf("a refusal in the next round: %d allowed, want 2", got)
+	if !l.ConnectionRefused(ms, now.Add(11*time.Second)) || l.Allowed("microsoft") != 2 {
+		t.Errorf("a refusal in the next round: %d allowed, want 2", l.Allowed("microsoft"))
 	}
-	for range 40 {
-		l.ConnectionRefused(ms, now.Add(time.Hour)) // the same round, from then on
+	for _, p := range permitsOf(l, ms, now) {
+		p.Release()
+	}
+	if !l.ConnectionRefused(ms, now.Add(time.Hour)) || l.Allowed("microsoft") != 1 {
+		t.Errorf("a refusal with nothing open: %d allowed, want 1", l.Allowed("microsoft"))
+	}
+	// Down to one connection, a refusal in a later round is not about our count: the
+	// destination refuses us, and the caller treats it as an ordinary failure.
+	if l.ConnectionRefused(ms, now.Add(2*time.Hour)) {
+		t.Error("a refusal of our only connection was taken for a connection-count signal")
 	}
 	// Additive increase: the allowance climbs by about one per `allowed` deliveries (from
 	// 1 to 10 in about 50).
@@ -97,5 +105,17 @@ func TestConnectionAIMD(t *testing.T) {
 	}
 	if l.Allowed("google") != 10 {
 		t.Error("another group was cut")
+	}
+}
+
+// permitsOf takes every permit the group can have now.
+func permitsOf(l *Limits, rt route.Route, now time.Time) []*Permit {
+	var ps []*Permit
+	for {
+		p, _ := l.Acquire(rt, now)
+		if p == nil {
+			return ps
+		}
+		ps = append(ps, p)
 	}
 }
