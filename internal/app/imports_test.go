@@ -26,6 +26,7 @@ var layering = map[string][]string{
 	"internal/control":       {},
 	"internal/dns/dnstest":   {},
 	"internal/dsn":           {},
+	"internal/alert":         {}, // admin alerts of pauses: mail and webhook
 	"internal/classify":      {"internal/provider"},
 	"internal/provider":      {},
 	"internal/verp":          {},
