@@ -13,6 +13,7 @@ import (
 const (
 	tuningMinAccuracy  = 97
 	heldOutMinAccuracy = 83
+	freshMinAccuracy   = 0 // set after the single final measurement
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -24,6 +25,12 @@ func TestTuning(t *testing.T) {
 // every miss and the accuracy.
 func TestHeldOut(t *testing.T) {
 	scoreReplies(t, "heldout.tsv", heldOutMinAccuracy)
+}
+
+// TestHeldOutFresh classifies the second held-out set (testdata/heldout2.tsv), collected
+// after the first was spent and measured once after tuning.
+func TestHeldOutFresh(t *testing.T) {
+	scoreReplies(t, "heldout2.tsv", freshMinAccuracy)
 }
 
 // scoreReplies classifies every reply of a testdata file as delivery does, with the MX host
