@@ -5,14 +5,16 @@ import (
 	"testing"
 )
 
-// Minimum category accuracy, in percent, of the provider reply sets (testdata/tuning.tsv and
-// testdata/heldout.tsv). They guard against regressions: each is the score the rules reached
-// when the sets were last measured, rounded down (tuning 121 of 124, 97.6%; held-out 52 of
-// 62, 83.9%, measured once after tuning). The held-out score is below the 95% aimed at, and
-// its threshold says so rather than pretending otherwise.
+// Minimum category accuracy, in percent, of the provider reply sets. They guard against
+// regressions: each is the score the rules reached when the set was last measured, rounded
+// down. tuning.tsv (206 of 208, 99.0%) and heldout.tsv (62 of 62; spent after two
+// measurements, now tuning data) are what the rules were fitted to. heldout2.tsv is the
+// fresh held-out set, measured once after tuning: 38 of 42, 90.5%. That is below the 95%
+// aimed at, and its threshold says so rather than pretending otherwise.
 const (
-	tuningMinAccuracy  = 97
-	heldOutMinAccuracy = 83
+	tuningMinAccuracy  = 98
+	heldOutMinAccuracy = 98
+	freshMinAccuracy   = 90
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -20,10 +22,16 @@ func TestTuning(t *testing.T) {
 	scoreReplies(t, "tuning.tsv", tuningMinAccuracy)
 }
 
-// TestHeldOut classifies the held-out provider replies, which no rule was fitted to. It logs
-// every miss and the accuracy.
+// TestHeldOut classifies the first held-out set; it is spent (measured twice) and is now
+// tuning data, kept as a regression guard. It logs every miss and the accuracy.
 func TestHeldOut(t *testing.T) {
 	scoreReplies(t, "heldout.tsv", heldOutMinAccuracy)
+}
+
+// TestHeldOutFresh classifies the second held-out set (testdata/heldout2.tsv), collected
+// after the first was spent and measured once after tuning.
+func TestHeldOutFresh(t *testing.T) {
+	scoreReplies(t, "heldout2.tsv", freshMinAccuracy)
 }
 
 // scoreReplies classifies every reply of a testdata file as delivery does, with the MX host
