@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/repute-mail/repute/internal/alert"
 	"github.com/repute-mail/repute/internal/auth"
 	"github.com/repute-mail/repute/internal/authguard"
 	"github.com/repute-mail/repute/internal/bounce"
@@ -69,6 +70,10 @@ type App struct {
 	smtp        []*session.Server
 	imap        *imapsrv.Server
 	sched       *scheduler.Scheduler
+	engine      *shaper.Engine
+	engineDirty chan struct{}
+	alerts      func(shaper.Transition) // tells the admin of a pause or resumption; nil: log only
+	notifier    *alert.Notifier
 	control     *control.Server
 	stopSched   context.CancelFunc
 	schedDone   chan struct{}
@@ -285,6 +290,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.stopSched()
 		<-a.schedDone // deliveries in progress end with their own timeouts or ctx
 	}
+	if a.notifier != nil {
+		a.notifier.Close() // the alerts of the last deliveries, before the store closes
+	}
 	var err error
 	if a.db != nil {
 		err = a.db.Close()
@@ -329,6 +337,11 @@ func (a *App) buildOutbound() error {
 		return err
 	}
 	router := delivery.Router{Default: def, Routes: map[string]delivery.Deliverer{}}
+	if o.FallbackRelay != "" {
+		if router.Fallback, err = newClient(o.FallbackRelay, o.RelayTLS, o.RelayUsername, o.RelayPasswordFile); err != nil {
+			return err
+		}
+	}
 	for _, r := range o.Routes {
 		c, err := newClient(r.Relay, r.TLS, r.Username, r.PasswordFile)
 		if err != nil {
@@ -354,9 +367,12 @@ func (a *App) buildOutbound() error {
 		TTL: cfg.Scaled(5 * time.Minute),
 		STS: &route.STS{DNS: resolver, Cache: mtastsCache{a.db}, Logger: a.log}}
 	q := cfg.Queue
-	limits := &shaper.Limits{MaxConnections: q.Concurrency, SourceIPs: sources, Round: cfg.Scaled(10 * time.Second)}
+	a.engine = buildEngine(cfg, sources, q.Concurrency)
+	a.engine.Notify, a.engine.Logger = a.onTransition, a.log
+	a.engineDirty = make(chan struct{}, 1)
+	a.buildAlerts()
 	a.outcomes = a.buildOutcomes()
-	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Routes: routes, Shaper: limits, Outcomes: a.outcomes,
+	a.sched = &scheduler.Scheduler{DB: a.db, Deliverer: router, Routes: routes, Shaper: a.engine, Outcomes: a.outcomes,
 		Hostname: cfg.Hostname, Node: cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered,
 		Concurrency: q.Concurrency, ScanInterval: cfg.Scaled(q.ScanInterval.Duration),
 		Lease: cfg.Scaled(30 * time.Minute), HoldBack: cfg.Scaled(time.Minute),
@@ -451,9 +467,18 @@ func (a *App) startScheduler() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopSched = cancel
 	a.schedDone = make(chan struct{})
+	a.restoreEngine(ctx)
+	saverCtx, stopSaver := context.WithCancel(context.Background())
+	saved := make(chan struct{})
+	go func() {
+		defer close(saved)
+		a.engineSaver(saverCtx, a.cfg.Scaled(15*time.Second))
+	}()
 	go func() {
 		defer close(a.schedDone)
 		a.sched.Run(ctx)
+		stopSaver() // the last state is saved after the last delivery
+		<-saved
 	}()
 }
 
@@ -461,7 +486,8 @@ func (a *App) startScheduler() {
 // the store and then tell the running server, which acts at once.
 func (a *App) listenControl() error {
 	a.control = &control.Server{Logger: a.log, Handlers: map[string]control.Handler{
-		"wake": func(context.Context, []string) (string, error) { a.sched.Wake(); return "", nil },
+		"wake":     func(context.Context, []string) (string, error) { a.sched.Wake(); return "", nil },
+		"provider": a.providerCommand,
 	}}
 	if path := filepath.Join(a.cfg.DataDir, control.SocketName); len(path) > maxSocketPath {
 		a.log.Warn("control socket path too long for a Unix socket; admin commands take effect at the next queue scan", "path", path)

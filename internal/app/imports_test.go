@@ -42,7 +42,7 @@ var layering = map[string][]string{
 	"internal/mailstore":     {"internal/store", "internal/smtp", "internal/password"},
 	"internal/imapsrv":       {"internal/mailstore", "internal/store"},
 	"internal/route":         {"internal/dns", "internal/provider"},
-	"internal/shaper":        {"internal/route"},
+	"internal/shaper":        {"internal/route", "internal/classify"},
 	"internal/delivery":      {"internal/dns", "internal/route"},
 	"internal/outcome":       {"internal/classify", "internal/obs", "internal/store"},
 	"internal/scheduler": {"internal/store", "internal/delivery", "internal/dsn", "internal/smtp", "internal/obs",

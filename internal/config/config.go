@@ -39,6 +39,8 @@ type Config struct {
 	Outbound Outbound `toml:"outbound"`
 	Queue    Queue    `toml:"queue"`
 	Shaping  Shaping  `toml:"shaping"`
+	Warmup   Warmup   `toml:"warmup"`
+	Alerts   Alerts   `toml:"alerts"`
 	Store    Store    `toml:"store"`
 	SMTP     SMTP     `toml:"smtp"`
 	Bounce   Bounce   `toml:"bounce"`
@@ -85,12 +87,60 @@ type Queue struct {
 	ScanInterval Duration `toml:"scan_interval"` // how often the queue is re-read for work added by other processes
 }
 
-// Shaping configures the outbound engine's pacing.
+// Shaping configures the outbound engine's pacing (docs/CONTRACTS.md §10).
 type Shaping struct {
 	// TimeScale divides every duration of the outbound engine (the retry schedule, the
-	// queue scan, leases, route caching, hold-backs), so that a simulation can pass hours
-	// in seconds. Only tests and benchmarks change it from 1.
+	// queue scan, leases, route caching, hold-backs, feedback rounds, cool-downs, the
+	// warm-up day), so that a simulation can pass hours in seconds. Only tests and
+	// benchmarks change it from 1.
 	TimeScale float64 `toml:"time_scale"`
+	// CoolDown is how long a blocked provider is paused before one probe message is
+	// tried; each failed probe doubles it, up to MaxCoolDown.
+	CoolDown    Duration `toml:"cool_down"`
+	MaxCoolDown Duration `toml:"max_cool_down"`
+	// Round is the engine's feedback round: one burst of deferrals is one cut of the rate,
+	// and each round of good deliveries raises it a little.
+	Round Duration `toml:"round"`
+	// BulkSpread paces bulk mail so that each provider sees it spread over this window
+	// instead of a burst; 0: bulk mail goes as fast as the provider allows.
+	BulkSpread Duration `toml:"bulk_spread"`
+	// Provider overrides a provider's built-in profile, by provider id ("default" for
+	// destinations that are no known provider).
+	Provider map[string]ProviderShaping `toml:"provider"`
+}
+
+// ProviderShaping overrides a provider's built-in limits (a zero or absent key keeps the
+// built-in value).
+type ProviderShaping struct {
+	MaxConnections        int     `toml:"max_connections"`
+	MessagesPerConnection int     `toml:"messages_per_connection"`
+	MessagesPerMinute     float64 `toml:"messages_per_minute"` // the ceiling of the adaptive rate
+	StartPerMinute        float64 `toml:"start_per_minute"`    // where the adaptive rate starts
+	MessagesPerHour       int     `toml:"messages_per_hour"`
+	MessagesPerDay        int     `toml:"messages_per_day"`
+	ConnectionsPerMinute  float64 `toml:"connections_per_minute"`
+	RequireTLS            *bool   `toml:"require_tls"`
+	WarmupStart           *int    `toml:"warmup_start"` // the first day's cap; 0 = no warm-up for this provider
+}
+
+// Warmup configures the automatic IP warm-up: a new source IP's mail to each provider is
+// capped per day, starting low and doubling every DoublingDays, until Days after its
+// first use.
+type Warmup struct {
+	Enabled bool `toml:"enabled"`
+	// FirstUse gives IPs already in use their first-use date (by IP; "default" names the
+	// kernel's choice when outbound.source_ips is empty). Other IPs get theirs recorded
+	// at their first delivery.
+	FirstUse     map[string]time.Time `toml:"first_use"`
+	Days         int                  `toml:"days"`
+	DoublingDays float64              `toml:"doubling_days"`
+}
+
+// Alerts configures how the admin is told that a provider blocked us (and that sending
+// resumed): a mail to the postmaster and an optional JSON webhook.
+type Alerts struct {
+	Postmaster bool   `toml:"postmaster"`  // mail postmaster@ the hostname's domain (default true)
+	WebhookURL string `toml:"webhook_url"` // http(s) URL that gets a JSON POST; "" = none
 }
 
 // Scaled is d divided by shaping.time_scale.
@@ -106,7 +156,11 @@ type Outbound struct {
 	SourceIPs  []string `toml:"source_ips"`
 	RemotePort int      `toml:"remote_port"`
 	// Relay, if set, is a smarthost "host:port" that all outbound mail goes through.
-	Relay             string  `toml:"relay"`
+	Relay string `toml:"relay"`
+	// FallbackRelay, if set, is a smarthost "host:port" that carries a provider's mail
+	// while that provider is paused (it blocked us); it uses relay_tls, relay_username and
+	// relay_password_file.
+	FallbackRelay     string  `toml:"fallback_relay"`
 	RelayTLS          string  `toml:"relay_tls"`           // "starttls" (default), "implicit" or "none"
 	RelayUsername     string  `toml:"relay_username"`      // AUTH PLAIN user; "" = no AUTH
 	RelayPasswordFile string  `toml:"relay_password_file"` // file holding the password (first line)
@@ -205,8 +259,11 @@ func Default() Config {
 			Concurrency:  20,
 			ScanInterval: Duration{30 * time.Second},
 		},
-		Shaping: Shaping{TimeScale: 1},
-		Store:   Store{Driver: "sqlite"},
+		Shaping: Shaping{TimeScale: 1, CoolDown: Duration{time.Hour}, MaxCoolDown: Duration{24 * time.Hour},
+			Round: Duration{10 * time.Second}},
+		Warmup: Warmup{Enabled: true, Days: 30, DoublingDays: 3},
+		Alerts: Alerts{Postmaster: true},
+		Store:  Store{Driver: "sqlite"},
 		SMTP: SMTP{
 			MaxMessageSize:      50 << 20,
 			MaxRecipients:       1000,

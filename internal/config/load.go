@@ -195,23 +195,29 @@ func checkSchema(md toml.MetaData, raw map[string]any, pos keyPositions) []*Erro
 			if reported[ks] {
 				break
 			}
-			field, ok := lookupField(t, key[i])
-			if !ok {
-				errs = append(errs, unknownKey(k, t, pos))
-				reported[ks] = true
-				break
+			var ft reflect.Type
+			if t.Kind() == reflect.Map {
+				ft = t.Elem() // any key names an element: a provider id, an IP
+			} else {
+				field, ok := lookupField(t, key[i])
+				if !ok {
+					errs = append(errs, unknownKey(k, t, pos))
+					reported[ks] = true
+					break
+				}
+				ft = field.Type
 			}
 			value = child(value, key[i])
 			if value == nil {
 				break // defined by a later key; it is checked then
 			}
-			if msg := checkType(field.Type, value); msg != "" {
+			if msg := checkType(ft, value); msg != "" {
 				p := pos.find(k)
 				errs = append(errs, &Error{Line: p.line, Column: p.col, Key: ks, Msg: ks + ": " + msg})
 				reported[ks] = true
 				break
 			}
-			t = field.Type
+			t = ft
 			if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
 				// An array of tables: its keys are checked against the element type;
 				// the decoder checks their values.
@@ -253,7 +259,10 @@ func tomlName(f reflect.StructField) string {
 	return tag
 }
 
-var durationType = reflect.TypeOf(Duration{})
+var (
+	durationType = reflect.TypeOf(Duration{})
+	timeType     = reflect.TypeOf(time.Time{})
+)
 
 // checkType reports, as a message fragment, why value cannot be decoded into t; "" if it can.
 func checkType(t reflect.Type, value any) string {
@@ -267,7 +276,11 @@ func checkType(t reflect.Type, value any) string {
 			return fmt.Sprintf("invalid duration %q; use Go duration syntax such as \"30s\", \"5m\" or \"1h30m\"", s)
 		}
 		return ""
-	case t.Kind() == reflect.Struct:
+	case t == timeType:
+		if _, ok := value.(time.Time); !ok {
+			return fmt.Sprintf("expected a date such as 2026-01-10, found %s", tomlTypeName(value))
+		}
+	case t.Kind() == reflect.Struct, t.Kind() == reflect.Map:
 		if _, ok := value.(map[string]any); !ok {
 			return fmt.Sprintf("expected a table, found %s", tomlTypeName(value))
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -231,10 +232,94 @@ func (c *Config) validateQueue(v *validator) {
 const maxTimeScale = 100000
 
 func (c *Config) validateShaping(v *validator) {
-	ts := c.Shaping.TimeScale
+	sh := c.Shaping
+	ts := sh.TimeScale
 	if !(ts > 0) || ts > maxTimeScale || math.IsInf(ts, 0) {
 		v.addf("shaping.time_scale", "shaping.time_scale = %v: must be a number above 0 and at most %d (1 = real time)", ts, maxTimeScale)
 	}
+	for _, d := range []struct {
+		key      string
+		d        time.Duration
+		min, max time.Duration
+	}{
+		{"shaping.cool_down", sh.CoolDown.Duration, time.Minute, 7 * 24 * time.Hour},
+		{"shaping.max_cool_down", sh.MaxCoolDown.Duration, time.Minute, 30 * 24 * time.Hour},
+		{"shaping.round", sh.Round.Duration, time.Second, time.Hour},
+		{"shaping.bulk_spread", sh.BulkSpread.Duration, 0, 7 * 24 * time.Hour},
+	} {
+		if d.d < d.min || d.d > d.max {
+			v.addf(d.key, "%s = %q: allowed from %s to %s", d.key, d.d, d.min, d.max)
+		}
+	}
+	if sh.MaxCoolDown.Duration < sh.CoolDown.Duration {
+		v.addf("shaping.max_cool_down", "shaping.max_cool_down = %q is shorter than shaping.cool_down = %q", sh.MaxCoolDown.Duration, sh.CoolDown.Duration)
+	}
+	ids := make([]string, 0, len(sh.Provider))
+	for id := range sh.Provider {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		p := sh.Provider[id]
+		key := "shaping.provider." + id
+		if !validProviderID(id) {
+			v.addf(key, "%s: %q is not a provider id (lower-case letters, digits and '-', such as \"microsoft\", or \"default\")", key, id)
+		}
+		for _, n := range []struct {
+			k   string
+			val float64
+			max float64
+		}{
+			{"max_connections", float64(p.MaxConnections), 1000},
+			{"messages_per_connection", float64(p.MessagesPerConnection), 10000},
+			{"messages_per_minute", p.MessagesPerMinute, 1e6},
+			{"start_per_minute", p.StartPerMinute, 1e6},
+			{"messages_per_hour", float64(p.MessagesPerHour), 1e8},
+			{"messages_per_day", float64(p.MessagesPerDay), 1e9},
+			{"connections_per_minute", p.ConnectionsPerMinute, 1e6},
+		} {
+			if n.val < 0 || n.val > n.max || math.IsNaN(n.val) {
+				v.addf(key+"."+n.k, "%s.%s = %v: allowed from 0 (the built-in value) to %v", key, n.k, n.val, n.max)
+			}
+		}
+		if p.WarmupStart != nil && (*p.WarmupStart < 0 || *p.WarmupStart > 1e7) {
+			v.addf(key+".warmup_start", "%s.warmup_start = %d: allowed from 0 (no warm-up) to 10000000", key, *p.WarmupStart)
+		}
+	}
+	w := c.Warmup
+	if w.Days < 1 || w.Days > 365 {
+		v.addf("warmup.days", "warmup.days = %d: allowed from 1 to 365", w.Days)
+	}
+	if !(w.DoublingDays >= 0.5) || w.DoublingDays > 60 {
+		v.addf("warmup.doubling_days", "warmup.doubling_days = %v: allowed from 0.5 to 60", w.DoublingDays)
+	}
+	for k := range w.FirstUse {
+		if k == "default" {
+			continue
+		}
+		if _, err := netip.ParseAddr(k); err != nil {
+			v.addf("warmup.first_use", "warmup.first_use: %q is not an IP address (or \"default\" for the kernel's choice)", k)
+		}
+	}
+	if a := c.Alerts.WebhookURL; a != "" {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.addf("alerts.webhook_url", "alerts.webhook_url = %q: not an http:// or https:// URL", a)
+		}
+	}
+}
+
+// validProviderID reports whether id can name a provider.
+func validProviderID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Config) validateOutbound(v *validator) {
@@ -264,7 +349,7 @@ func (c *Config) validateOutbound(v *validator) {
 	if o.RemotePort < 1 || o.RemotePort > 65535 {
 		v.addf("outbound.remote_port", "outbound.remote_port = %d: out of range; allowed 1 to 65535 (25 for real delivery)", o.RemotePort)
 	}
-	if o.Relay == "" {
+	if o.Relay == "" && o.FallbackRelay == "" {
 		// The relay_* keys only describe a relay; without one they would be ignored.
 		for _, k := range []struct{ key, value string }{
 			{"outbound.relay_tls", o.RelayTLS},
@@ -278,6 +363,11 @@ func (c *Config) validateOutbound(v *validator) {
 	}
 	checkRelay(v, relayKeys{"outbound.relay", "outbound.relay_tls", "outbound.relay_username", "outbound.relay_password_file"},
 		o.Relay, o.RelayTLS, o.RelayUsername, o.RelayPasswordFile)
+	checkRelay(v, relayKeys{"outbound.fallback_relay", "outbound.relay_tls", "outbound.relay_username", "outbound.relay_password_file"},
+		o.FallbackRelay, "", "", "")
+	if o.FallbackRelay != "" && o.Relay != "" {
+		v.addf("outbound.fallback_relay", "outbound.fallback_relay is set but all mail already goes through outbound.relay, which no provider can pause; remove one of them")
+	}
 	seenDomain := map[string]bool{}
 	for i, r := range o.Routes {
 		key := fmt.Sprintf("outbound.routes[%d]", i)

@@ -53,6 +53,10 @@ func (d *delivery) run(ctx context.Context, msgs []*Message, connect connector) 
 	pending := msgs
 	connStart := d.start
 	for len(pending) > 0 {
+		if stopped(ctx) {
+			d.fail(pending, failure{reply: reply{text: "not sent: the destination is paused"}, stage: StageHeld})
+			return
+		}
 		s, f := connect(ctx)
 		if s == nil {
 			f.stage = StageConnect

@@ -54,12 +54,37 @@ type Attempt struct {
 	TLSRPT      string // TLS-RPT result type for the attempt ("" when nothing to report)
 	// Stage is StageConnect when the failure came before any transaction: no session
 	// could be opened (a refused TCP connection, a 421 greeting such as "too many
-	// connections", a failed EHLO, STARTTLS or AUTH). "" otherwise.
+	// connections", a failed EHLO, STARTTLS or AUTH); StageNotSent or StageHeld when the
+	// message was never offered. "" otherwise.
 	Stage string
 }
 
-// StageConnect marks attempts that failed before a session was open.
-const StageConnect = "connect"
+// Stages of a failed attempt (Attempt.Stage).
+const (
+	// StageConnect marks attempts that failed before a session was open.
+	StageConnect = "connect"
+	// StageNotSent marks messages never offered: an earlier message's 421 closed the
+	// connection, and the reply is the connection's, not theirs.
+	StageNotSent = "not_sent"
+	// StageHeld marks messages not sent because the caller stopped the delivery (see
+	// WithStop): the shaper paused their destination.
+	StageHeld = "held"
+)
+
+type stopKey struct{}
+
+// WithStop returns a context under which a delivery asks stop before every transaction
+// and every connection: once it returns true, nothing more is sent, and the messages
+// left are reported at StageHeld. It is how a block on one connection stops the rest of
+// the batch in hand, and the other connections to the same provider, at once.
+func WithStop(ctx context.Context, stop func() bool) context.Context {
+	return context.WithValue(ctx, stopKey{}, stop)
+}
+
+func stopped(ctx context.Context) bool {
+	f, _ := ctx.Value(stopKey{}).(func() bool)
+	return f != nil && f()
+}
 
 // Deliverer delivers messages to one destination domain, on the route the scheduler
 // resolved and from the source address the shaper chose (the zero Addr: the kernel's

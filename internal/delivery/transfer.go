@@ -23,13 +23,16 @@ import (
 // what gets a sender blocked.
 func (d *delivery) sendAll(ctx context.Context, s *session, msgs []*Message) (rest []*Message) {
 	for i, m := range msgs {
+		if stopped(ctx) {
+			return msgs[i:]
+		}
 		if i > 0 && (s.client.Botched() || ctx.Err() != nil || s.atMailLimit()) {
 			return msgs[i:]
 		}
 		out := d.sendOne(ctx, s, m)
 		d.report(out)
 		if rp, closing := closingReply(out); closing {
-			d.fail(msgs[i+1:], failure{hop: s.hop, reply: rp})
+			d.fail(msgs[i+1:], failure{hop: s.hop, reply: rp, stage: StageNotSent})
 			s.closed = true
 			return nil
 		}

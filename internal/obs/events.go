@@ -90,6 +90,9 @@ type Event struct {
 	// when it is due again.
 	Reason      string    `json:"reason,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// paused and resumed: what the admin should do, and where.
+	Advice string `json:"advice,omitempty"`
+	URL    string `json:"url,omitempty"`
 }
 
 // EventLog appends events to a file. The zero value discards events.

@@ -39,6 +39,9 @@ type Route struct {
 	Provider  string   // provider id of the MX hosts, "" when unknown
 	Group     string   // the destination group: Provider, "mx:<hosts>" or "relay:<host:port>"
 	Relay     string   // "host:port" of the smarthost mail for Domain goes through; "" = direct
+	// Fallback is set by the scheduler, not the resolver: the destination is paused (it
+	// blocked every source IP) and this batch goes through outbound.fallback_relay.
+	Fallback bool
 	// STS is the domain's MTA-STS policy in force (RFC 8461), nil for none; STSReport is
 	// the TLS-RPT result type when a published policy could not be fetched. DANE needs
 	// Authentic, and the TLSA records of each MX host, which delivery looks up when it

@@ -19,10 +19,13 @@ import (
 )
 
 // record applies attempts reported for entries of batch b: delivered entries leave the
-// queue, temporary failures wait, permanent ones (and expired entries) bounce with a notice.
-// Each failed attempt's reply is classified once; the outcomes are published once the
-// store holds them. reported collects the entries seen so far.
-func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[int64]bool) {
+// queue, temporary failures wait, permanent ones (and expired entries) bounce with a
+// notice. The shaper's verdict comes first: a message it holds back (throttled, or
+// blocked: never bounced for a block) is due when the verdict says, and one that never
+// reached the provider's judgement (held by a pause, a refused connection the shaper
+// answered by opening fewer) is not an attempt at all. The outcomes are published once
+// the store holds them. reported collects the entries seen so far.
+func (s *Scheduler) record(b *batch, js []judged, reported map[int64]bool) {
 	// Recording must not be cut short by shutdown: use a context of its own.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -31,9 +34,9 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	var events []outcome.Event
 	bounces := map[string][]failure{} // by msg id
 	warns := map[string][]failure{}
-	var refused []store.QueueEntry // refused at connect: not an attempt
-	countRefusal := s.connectionCountRefused(b.rt, attempts, now)
-	for _, a := range attempts {
+	putBack := map[putBackKey][]store.QueueEntry{} // not attempts: back in the queue
+	for _, j := range js {
+		a, c, v := j.a, j.c, j.v
 		e, ok := b.entries[a.QueueID]
 		if !ok || reported[a.QueueID] {
 			continue // not ours, or reported twice: the first report stands
@@ -41,42 +44,48 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		reported[a.QueueID] = true
 		id := a.QueueID
 		delivered := a.Code >= 200 && a.Code < 300
-		b.delivered = b.delivered || delivered
-		if countRefusal && s.connectionRefused(a, e, now) {
-			refused = append(refused, e)
-			continue
-		}
-		var c classify.Result // read once per failed attempt
-		if !delivered {
-			c = s.Outcomes.Classify(a.Code, a.Enhanced, a.Text, a.MX)
-		}
+		expired := !now.Before(time.Unix(e.Created, 0).Add(s.Policy.MaxAge))
 		switch {
 		case delivered:
 			outs = append(outs, store.Outcome{ID: id, Delivered: true})
 			events = append(events, s.event(obs.Delivered, b.rt, e, a, c, now))
+			continue
+		case v.NotAttempt && !expired:
+			next := v.Hold
+			if next.IsZero() || v.Reason == shaper.ReasonConnections {
+				next = now.Add(s.HoldBack)
+			}
+			k := putBackKey{next, v.Reason}
+			putBack[k] = append(putBack[k], e)
+			continue
+		case !v.Hold.IsZero() && !expired:
+			// Throttled or blocked: an attempt, due again when the shaper says.
+			outs = append(outs, store.Outcome{ID: id, NextAttempt: v.Hold, Code: a.Code, Text: attemptText(a), MX: a.MX})
+			events = append(events, s.event(obs.Deferred, b.rt, e, a, c, now))
+			continue
 		case a.Permanent && !c.Temporary:
 			// A 5xx that says it is temporary (greylisting behind a 5xx code, say) is
 			// retried like a 4xx: the classifier knows what the sender should do.
 			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, c, "failed"})
-		default:
-			next, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, a.RetryAfter, s.Jitter())
-			if d == Expire {
-				a.Text = fmt.Sprintf("gave up after %s; last error: %s", now.Sub(time.Unix(e.Created, 0)).Round(time.Minute), a.Text)
-				if a.Enhanced == "" || a.Enhanced[0] != '5' {
-					a.Enhanced = "4.4.7" // RFC 3463: delivery time expired
-				}
-				if c.Action == classify.ActionSuppressRecipient {
-					c.Action = classify.ActionBounce // a temporary reply never suppresses
-				}
-				bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, c, "failed"})
-				continue
+			continue
+		}
+		next, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, a.RetryAfter, s.Jitter())
+		if d == Expire {
+			a.Text = fmt.Sprintf("gave up after %s; last error: %s", now.Sub(time.Unix(e.Created, 0)).Round(time.Minute), a.Text)
+			if a.Enhanced == "" || a.Enhanced[0] != '5' {
+				a.Enhanced = "4.4.7" // RFC 3463: delivery time expired
 			}
-			outs = append(outs, store.Outcome{ID: id, NextAttempt: next, Code: a.Code, Text: attemptText(a), MX: a.MX})
-			events = append(events, s.event(obs.Deferred, b.rt, e, a, c, now))
-			if s.Policy.ShouldWarn(now, time.Unix(e.Created, 0), e.Warned) {
-				a.Text = attemptText(a)
-				warns[e.MsgID] = append(warns[e.MsgID], failure{e, a, c, "delayed"})
+			if c.Action == classify.ActionSuppressRecipient {
+				c.Action = classify.ActionBounce // a temporary reply never suppresses
 			}
+			bounces[e.MsgID] = append(bounces[e.MsgID], failure{e, a, c, "failed"})
+			continue
+		}
+		outs = append(outs, store.Outcome{ID: id, NextAttempt: next, Code: a.Code, Text: attemptText(a), MX: a.MX})
+		events = append(events, s.event(obs.Deferred, b.rt, e, a, c, now))
+		if s.Policy.ShouldWarn(now, time.Unix(e.Created, 0), e.Warned) {
+			a.Text = attemptText(a)
+			warns[e.MsgID] = append(warns[e.MsgID], failure{e, a, c, "delayed"})
 		}
 	}
 	if len(outs) > 0 {
@@ -86,7 +95,9 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 		}
 	}
 	s.publish(ctx, events)
-	s.holdBack(ctx, b.rt, refused, now)
+	for k, es := range putBack {
+		s.putBack(ctx, b.rt, es, k.next, k.reason, now)
+	}
 	for _, fs := range bounces {
 		s.bounce(ctx, b.rt, fs, now)
 	}
@@ -95,61 +106,39 @@ func (s *Scheduler) record(b *batch, attempts []delivery.Attempt, reported map[i
 	}
 }
 
-// connectionCountRefused reports whether attempts hold a destination's refusal of one
-// more connection (a 421 before any transaction: "too many connections", Yahoo's TSS04
-// at connect) that the shaper took as a sign to open fewer: then the refusal is not the
-// messages' failure but the connection count's, and they wait a little instead of a
-// retry interval. When the shaper cannot lower the count any further (one connection,
-// and it is refused), the refusal is an ordinary temporary failure: an attempt.
-func (s *Scheduler) connectionCountRefused(rt route.Route, attempts []delivery.Attempt, now time.Time) bool {
-	fb, ok := s.Shaper.(Feedback)
-	if !ok {
-		return false
-	}
-	for _, a := range attempts {
-		if a.Stage == delivery.StageConnect && a.Code == 421 {
-			return fb.ConnectionRefused(rt, now)
-		}
-	}
-	return false
+type putBackKey struct {
+	next   time.Time
+	reason string
 }
 
-// connectionRefused reports whether an attempt is a refusal at connect that is not to
-// count as an attempt. An entry past its maximum age is handled like any other failure
-// (it expires).
-func (s *Scheduler) connectionRefused(a delivery.Attempt, e store.QueueEntry, now time.Time) bool {
-	if a.Stage != delivery.StageConnect || a.Code != 421 {
-		return false
-	}
-	_, d := s.Policy.Next(now, time.Unix(e.Created, 0), e.Attempts+1, 0, 0)
-	return d != Expire
-}
-
-// holdBack puts entries refused at connect back in the queue, due after HoldBack, and
+// putBack returns entries that were not attempted to the queue, due at next, and
 // publishes a throttled event for each.
-func (s *Scheduler) holdBack(ctx context.Context, rt route.Route, es []store.QueueEntry, now time.Time) {
+func (s *Scheduler) putBack(ctx context.Context, rt route.Route, es []store.QueueEntry, next time.Time, reason string, now time.Time) {
 	if len(es) == 0 {
 		return
 	}
-	next := now.Add(s.HoldBack)
+	if reason == "" {
+		reason = shaper.ReasonBackoff
+	}
 	ids := make([]int64, len(es))
 	events := make([]outcome.Event, len(es))
 	for i, e := range es {
 		ids[i] = e.ID
 		events[i] = outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID, From: e.From,
-			Rcpt: e.Rcpt, Provider: rt.Provider, Reason: shaper.ReasonConnections, NextAttempt: next}}
+			Rcpt: e.Rcpt, Provider: rt.Provider, Reason: reason, NextAttempt: next}}
+		if reason == shaper.ReasonPaused && next.After(now) {
+			s.noteHeld(rt.Group, e.Domain)
+		}
 	}
 	if err := s.DB.QueueRequeue(ctx, ids, next); err != nil {
-		s.Logger.Error("queue: putting back entries refused at connect failed; their lease ends by itself", "err", err)
+		s.Logger.Error("queue: putting back entries that were not sent failed; their lease ends by itself", "err", err)
 		return
 	}
-	allowed := -1
-	if l, ok := s.Shaper.(interface{ Allowed(string) int }); ok {
-		allowed = l.Allowed(rt.Group)
-	}
-	s.Logger.Info("queue: connection refused by the destination; fewer connections", "group", rt.Group,
-		"allowed", allowed, "entries", len(es), "until", next)
+	s.Logger.Info("queue: not sent; back in the queue", "group", rt.Group, "reason", reason, "entries", len(es), "until", next)
 	s.publish(ctx, events)
+	if !next.After(now) {
+		s.Wake()
+	}
 }
 
 // publish hands outcomes to the recorder's subscribers (event log, counts, suppression).

@@ -9,6 +9,7 @@ import (
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/route"
+	"github.com/repute-mail/repute/internal/shaper"
 	"github.com/repute-mail/repute/internal/store"
 )
 
@@ -263,6 +264,10 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 	for _, e := range w.take(n) {
 		b.entries[e.ID] = e
 	}
+	if b.permit != nil {
+		b.permit.Use(len(b.entries))
+		b.rt.Fallback = b.permit.Fallback
+	}
 	g.domains = append(g.domains[:i], g.domains[i+1:]...)
 	if w.len() > 0 {
 		g.domains = append(g.domains, domain) // the group's next batch is for its next domain
@@ -318,7 +323,10 @@ func (l *loop) requeue(ctx context.Context, g *group) {
 	l.s.Logger.Info("queue: destination held back", "group", g.key, "reason", g.reason, "entries", len(ids), "until", g.until)
 	now := l.s.Now()
 	var events []outcome.Event
-	for _, w := range g.ready {
+	for domain, w := range g.ready {
+		if g.reason == shaper.ReasonPaused {
+			l.s.noteHeld(w.rt.Group, domain)
+		}
 		w.each(func(e store.QueueEntry) {
 			l.release(e)
 			events = append(events, outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID,

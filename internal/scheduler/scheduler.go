@@ -71,6 +71,7 @@ type Queue interface {
 	QueueClaim(ctx context.Context, node, class string, now time.Time, limit int, lease time.Duration) ([]store.QueueEntry, error)
 	QueueNextDueClass(ctx context.Context, class string) (time.Time, bool, error)
 	QueueRequeue(ctx context.Context, ids []int64, next time.Time) error
+	QueueRetry(ctx context.Context, sel store.QueueSelector) (int64, error)
 	QueueClearLeases(ctx context.Context, node string) error
 	QueueRecord(ctx context.Context, now time.Time, outs []store.Outcome) error
 	QueueBounce(ctx context.Context, ids []int64, dsn *store.Delivery) ([]store.Stored, error)
@@ -86,19 +87,16 @@ type Routes interface {
 	Resolve(ctx context.Context, domain string) route.Route
 }
 
-// Shaper grants connections (a *shaper.Limits, or the reputation engine's shaper).
+// Shaper grants connections (a *shaper.Engine).
 type Shaper interface {
 	Acquire(rt route.Route, now time.Time) (*shaper.Permit, *shaper.Refusal)
 }
 
-// Feedback is what a shaper may learn of the connections it granted (shaper.Limits does):
-// a destination that refused a connection before any transaction, and a connection that
-// delivered mail.
-type Feedback interface {
-	// ConnectionRefused reports whether the refusal was about the number of
-	// connections (the shaper lowered it); false: the destination refuses us anyway.
-	ConnectionRefused(rt route.Route, now time.Time) bool
-	Delivered(rt route.Route)
+// Observer is a shaper that learns from the outcomes of the connections it granted (the
+// engine does): it is told every attempt, before the delivery goes on to the next
+// message, and its verdict can hold a throttled or blocked message back.
+type Observer interface {
+	Observe(p *shaper.Permit, fb shaper.Feedback, now time.Time) shaper.Verdict
 }
 
 // Scheduler delivers the outbound queue. Set the fields, then Run.
@@ -107,8 +105,8 @@ type Scheduler struct {
 	Deliverer delivery.Deliverer
 	// Routes resolves destinations; nil makes every domain its own group, without lookups.
 	Routes Routes
-	// Shaper grants connections; nil: shaper.Limits with Concurrency, PerDomain and
-	// BatchSize.
+	// Shaper grants connections; nil: a shaper.Engine with Concurrency connections,
+	// and PerDomain and BatchSize for destinations that are no known provider.
 	Shaper Shaper
 	// Outcomes classifies failed attempts' replies and publishes every attempt (event
 	// log, counts, suppression). nil: nothing is classified or published.
@@ -142,6 +140,38 @@ type Scheduler struct {
 
 	wake chan struct{}
 	once sync.Once
+
+	heldMu sync.Mutex
+	held   map[string]map[string]bool // domains put back while their group was paused, by group
+}
+
+// noteHeld remembers that entries of domain wait for their group's pause to end.
+func (s *Scheduler) noteHeld(group, domain string) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.held == nil {
+		s.held = map[string]map[string]bool{}
+	}
+	if s.held[group] == nil {
+		s.held[group] = map[string]bool{}
+	}
+	s.held[group][domain] = true
+}
+
+// Resumed makes the mail that waits for a paused group due now (the admin resumed it, or
+// a probe succeeded) and wakes the loop.
+func (s *Scheduler) Resumed(ctx context.Context, group string) {
+	s.init()
+	s.heldMu.Lock()
+	domains := s.held[group]
+	delete(s.held, group)
+	s.heldMu.Unlock()
+	for d := range domains {
+		if _, err := s.DB.QueueRetry(ctx, store.QueueSelector{Domain: d}); err != nil {
+			s.Logger.Warn("queue: making mail of a resumed destination due failed; it waits for its time", "domain", d, "err", err)
+		}
+	}
+	s.Wake()
 }
 
 func (s *Scheduler) init() {
@@ -181,7 +211,8 @@ func (s *Scheduler) init() {
 			s.Node = "local"
 		}
 		if s.Shaper == nil {
-			s.Shaper = &shaper.Limits{MaxConnections: s.Concurrency, PerGroup: s.PerDomain, PerConnection: s.BatchSize}
+			s.Shaper = &shaper.Engine{MaxConnections: s.Concurrency, Profiles: map[string]shaper.Profile{
+				shaper.DefaultProvider: {MaxConnections: s.PerDomain, MessagesPerConnection: s.BatchSize}}}
 		}
 		if s.Routes == nil {
 			s.Routes = ownGroups{}
@@ -213,10 +244,9 @@ func (s *Scheduler) Wake() {
 // batch is one worker's job: entries of one domain, delivered on one route under one
 // permit (nil for a route that failed: no connection is made).
 type batch struct {
-	rt        route.Route
-	permit    *shaper.Permit
-	entries   map[int64]store.QueueEntry
-	delivered bool // some mail of the batch was delivered (set by its recorder)
+	rt      route.Route
+	permit  *shaper.Permit
+	entries map[int64]store.QueueEntry
 }
 
 // Run delivers until ctx ends, then waits for the deliveries in progress (each bounded by
@@ -263,10 +293,13 @@ func (s *Scheduler) resetTimer(ctx context.Context, t *time.Timer, l *loop) {
 			wait = min(wait, next.Sub(now))
 		}
 	}
-	if w, ok := l.nextWait(); ok {
-		wait = min(wait, w.Sub(now))
-	}
+	// The queue keeps seconds: an entry due "now" is looked at again after a short
+	// pause, not in a busy loop. The end of a shaper refusal (the next token of a
+	// paced lane) is precise, and may be milliseconds away in a simulation.
 	wait = max(wait, min(100*time.Millisecond, s.ScanInterval))
+	if w, ok := l.nextWait(); ok {
+		wait = min(wait, max(w.Sub(now), time.Millisecond))
+	}
 	if !t.Stop() {
 		select {
 		case <-t.C:

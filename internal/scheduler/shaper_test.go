@@ -48,7 +48,7 @@ type refusing struct {
 	asked map[string]int
 }
 
-type limits = shaper.Limits
+type limits = shaper.Engine
 
 func (s *refusing) Acquire(rt route.Route, now time.Time) (*shaper.Permit, *shaper.Refusal) {
 	s.mu.Lock()
@@ -277,7 +277,8 @@ func TestConnectRefusalLowersConnections(t *testing.T) {
 	d := &refuseOne{proceed: make(chan struct{})}
 	d.started.Add(4)
 	f := newFixture(t, d)
-	limits := &shaper.Limits{MaxConnections: 8, PerGroup: 8, PerConnection: 1}
+	limits := &shaper.Engine{MaxConnections: 8, Profiles: map[string]shaper.Profile{
+		shaper.DefaultProvider: {MaxConnections: 8, MessagesPerConnection: 1}}}
 	f.sched.Shaper, f.sched.HoldBack, f.sched.BatchSize = limits, time.Hour, 1
 	var mu sync.Mutex
 	var throttled []outcome.Event
@@ -302,7 +303,13 @@ func TestConnectRefusalLowersConnections(t *testing.T) {
 		}
 		return false
 	})
-	if got := limits.Allowed("busy.test"); got != 2 {
+	got := -1
+	for _, st := range limits.Status(f.now) {
+		if st.Group == "busy.test" {
+			got = st.MaxConnections
+		}
+	}
+	if got != 2 {
 		t.Errorf("allowed connections to busy.test: %d, want 2 (4 were open when one was refused: half)", got)
 	}
 	mu.Lock()

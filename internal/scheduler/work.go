@@ -5,19 +5,23 @@ import (
 	"net/netip"
 	"sort"
 
+	"github.com/repute-mail/repute/internal/classify"
 	"github.com/repute-mail/repute/internal/delivery"
+	"github.com/repute-mail/repute/internal/shaper"
 )
 
-// work delivers one batch. Outcomes are recorded as they are reported, by a recorder
-// goroutine that folds whatever has arrived into one write, so delivery never waits for
-// the disk and a crash repeats only the few messages not yet recorded.
+// work delivers one batch. Each attempt is judged as it is reported (its reply
+// classified, the shaper told, so that a block stops the rest of the batch before the
+// next message), and recorded by a recorder goroutine that folds whatever has arrived
+// into one write, so delivery never waits for the disk and a crash repeats only the few
+// messages not yet recorded.
 func (s *Scheduler) work(ctx context.Context, b *batch) {
-	reports := make(chan []delivery.Attempt, 64)
+	reports := make(chan []judged, 64)
 	recorded := make(chan struct{})
 	go func() {
 		defer close(recorded)
 		reported := map[int64]bool{}
-		for as := range reports {
+		for js := range reports {
 		more:
 			for {
 				select {
@@ -25,30 +29,91 @@ func (s *Scheduler) work(ctx context.Context, b *batch) {
 					if !ok {
 						break more
 					}
-					as = append(as, x...)
+					js = append(js, x...)
 				default:
 					break more
 				}
 			}
-			s.record(b, as, reported)
+			s.record(b, js, reported)
 		}
 		// Entries the Deliverer never reported (it was interrupted) are retried.
-		var missing []delivery.Attempt
+		var missing []judged
 		for id, e := range b.entries {
 			if !reported[id] {
-				missing = append(missing, delivery.Attempt{QueueID: id, Rcpt: e.Rcpt, Text: "delivery interrupted before a result"})
+				missing = append(missing, judged{a: delivery.Attempt{QueueID: id, Rcpt: e.Rcpt, Text: "delivery interrupted before a result"}})
 			}
 		}
 		if len(missing) > 0 {
 			s.record(b, missing, reported)
 		}
 	}()
-	s.deliver(ctx, b, func(as []delivery.Attempt) { reports <- as })
+	dctx := ctx
+	if b.permit != nil {
+		dctx = delivery.WithStop(ctx, b.permit.Stopped)
+	}
+	j := judge{s: s, b: b}
+	s.deliver(dctx, b, func(as []delivery.Attempt) { reports <- j.all(as) })
 	close(reports)
 	<-recorded
-	if fb, ok := s.Shaper.(Feedback); ok && b.delivered {
-		fb.Delivered(b.rt)
+}
+
+// judged is an attempt with its classified reply (failures only) and the shaper's
+// verdict.
+type judged struct {
+	a delivery.Attempt
+	c classify.Result
+	v shaper.Verdict
+}
+
+// judge classifies a batch's attempts and tells the shaper, in delivery's goroutine.
+type judge struct {
+	s       *Scheduler
+	b       *batch
+	connect *shaper.Verdict // the verdict on the batch's refused connection
+	closing *shaper.Verdict // the verdict on the reply that closed the connection
+}
+
+func (j *judge) all(as []delivery.Attempt) []judged {
+	out := make([]judged, len(as))
+	for i, a := range as {
+		out[i] = j.one(a)
 	}
+	return out
+}
+
+func (j *judge) one(a delivery.Attempt) judged {
+	s := j.s
+	r := judged{a: a}
+	delivered := a.Code >= 200 && a.Code < 300
+	if !delivered {
+		r.c = s.Outcomes.Classify(a.Code, a.Enhanced, a.Text, a.MX)
+	}
+	o, ok := s.Shaper.(Observer)
+	if !ok || j.b.permit == nil {
+		return r
+	}
+	// One refused connection, or one reply that closed it, is one signal however many
+	// messages it leaves unsent: those share the verdict of the first.
+	switch {
+	case a.Stage == delivery.StageNotSent && j.closing != nil:
+		r.v = *j.closing
+		r.v.NotAttempt = r.v.NotAttempt || !r.v.Hold.IsZero()
+		return r
+	case a.Stage == delivery.StageConnect && j.connect != nil:
+		r.v = *j.connect
+		return r
+	}
+	fb := shaper.Feedback{Delivered: delivered, Held: a.Stage == delivery.StageHeld,
+		Refused: a.Stage == delivery.StageConnect && a.Code == 421, Result: r.c,
+		Reply: attemptText(a), RetryAfter: a.RetryAfter}
+	r.v = o.Observe(j.b.permit, fb, s.Now())
+	switch {
+	case a.Stage == delivery.StageConnect:
+		j.connect = &r.v
+	case a.Code == 421:
+		j.closing = &r.v
+	}
+	return r
 }
 
 // deliver loads the bodies of a batch and runs the Deliverer on the batch's route from

@@ -4,11 +4,12 @@
 // host set), and the shaper either grants one, naming the source IP and how many messages
 // the connection may carry, or says "not now": when to ask again and why.
 //
-// Limits, the shaper of this version, enforces the limits Repute always had: connections
-// in total, connections per destination group, messages per connection, and spreads
-// connections over the configured source addresses in turn. It is the seam where
-// per-provider shaping, IP warm-up, backoff and pauses plug in: they are further reasons
-// to refuse or to grant less, keyed by (source IP, provider).
+// The Engine keys everything by (source IP × destination group), a "lane": the
+// provider's profile (connections, messages per connection, rate ceilings), the IP's
+// warm-up cap, the rate the provider accepts (found by additive increase and
+// multiplicative decrease on its replies), the connections it accepts, and a pause when
+// it blocks us. Observe feeds it every attempt's outcome, and its verdict tells the
+// scheduler when a throttled or blocked message is due again.
 //
 // Upstream: internal/scheduler. Downstream: internal/route (the group of a route). The
 // shaper never sends anything itself, and delivery never asks it.
@@ -17,9 +18,8 @@ package shaper
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/repute-mail/repute/internal/route"
 )
 
 // Refusal reasons (the "reason" of a throttled event).
@@ -36,15 +36,53 @@ const (
 type Permit struct {
 	Source      netip.Addr // our address to connect from; the zero Addr lets the kernel choose
 	MaxMessages int        // messages the connection may carry
-	release     func()
+	// Fallback: the group is paused on every source IP; the batch goes through the
+	// fallback relay instead of the group's own hosts.
+	Fallback bool
+	// Probe: the lane is paused and this one message tests whether the provider takes
+	// mail again.
+	Probe bool
+
+	engine    *Engine
+	lane      *lane
+	granted   time.Time
+	delivered bool // guarded by the engine's mutex
+	stopped   atomic.Bool
+	once      sync.Once
+	release   func() // for permits not on a lane (fallback)
 }
 
-// Release returns the permit's connection slot. It may be called once.
-func (p *Permit) Release() {
-	if p != nil && p.release != nil {
-		p.release()
-		p.release = nil
+// Use tells how many messages the batch carries (at most MaxMessages); the permit's
+// unused allowance goes back to its lane.
+func (p *Permit) Use(n int) {
+	if p == nil || p.lane == nil || n >= p.MaxMessages {
+		return
 	}
+	e := p.engine
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.charge(p.lane, -(p.MaxMessages - max(n, 0)))
+	p.MaxMessages = max(n, 0)
+}
+
+// Stopped reports whether the lane was paused since the permit was granted: nothing more
+// may be sent under it, not even the rest of the batch in hand.
+func (p *Permit) Stopped() bool { return p != nil && p.stopped.Load() }
+
+// Release returns the permit's connection slot. It may be called more than once.
+func (p *Permit) Release() {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {
+		if p.release != nil {
+			p.release()
+			return
+		}
+		if p.engine != nil && p.lane != nil {
+			p.engine.releaseLocked(p)
+		}
+	})
 }
 
 // Refusal says why no connection may be opened now, and when to ask again: the zero Next
@@ -52,167 +90,4 @@ func (p *Permit) Release() {
 type Refusal struct {
 	Next   time.Time
 	Reason string
-}
-
-// Limits is the shaper of this version: limits on connections and messages per
-// connection, source addresses in turn, and the connections a destination group may have
-// open adapted to what it accepts: a group that refuses a connection ("421 4.3.2 too many
-// connections", Yahoo's TSS04 at connect) gets half as many, at most one cut per Round,
-// never fewer than one; every connection that delivers mail earns a little back (one
-// more connection per as many good connections as are allowed), up to PerGroup, so the
-// count climbs back gradually and never snaps back. Its methods are safe for concurrent
-// use.
-type Limits struct {
-	MaxConnections int           // open connections in total; 0: 20
-	PerGroup       int           // open connections to one destination group at most; 0: min(10, MaxConnections)
-	PerConnection  int           // messages per connection; 0: 50
-	SourceIPs      []netip.Addr  // our addresses; none: the kernel chooses
-	Round          time.Duration // refusals within a round after a cut are one signal; 0: 10 s
-
-	mu      sync.Mutex
-	open    map[string]int
-	allowed map[string]float64 // groups whose allowance was cut, and what it is now
-	cut     map[string]time.Time
-	total   int
-	next    int
-}
-
-func (l *Limits) limits() (total, perGroup, perConn int) {
-	total, perGroup, perConn = l.MaxConnections, l.PerGroup, l.PerConnection
-	if total <= 0 {
-		total = 20
-	}
-	if perGroup <= 0 {
-		perGroup = min(10, total)
-	}
-	if perConn <= 0 {
-		perConn = 50
-	}
-	return total, perGroup, perConn
-}
-
-// Acquire asks for a connection to rt's group at now.
-func (l *Limits) Acquire(rt route.Route, now time.Time) (*Permit, *Refusal) {
-	total, perGroup, perConn := l.limits()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open == nil {
-		l.open = map[string]int{}
-	}
-	if l.total >= total || l.open[rt.Group] >= l.allowedLocked(rt.Group, perGroup) {
-		return nil, &Refusal{Reason: ReasonConnections}
-	}
-	l.total++
-	l.open[rt.Group]++
-	group := rt.Group
-	return &Permit{Source: l.source(), MaxMessages: perConn, release: func() { l.release(group) }}, nil
-}
-
-func (l *Limits) release(group string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if l.open[group]--; l.open[group] <= 0 {
-		delete(l.open, group)
-	}
-}
-
-// source returns the next source address in turn. IPv4 addresses are used when there are
-// any: every receiver accepts IPv4, while an IPv6 source can reach only the MX hosts
-// that have IPv6 addresses. IPv6 sources serve a server that has no IPv4 one.
-func (l *Limits) source() netip.Addr {
-	var v4, v6 []netip.Addr
-	for _, a := range l.SourceIPs {
-		if a.Unmap().Is4() {
-			v4 = append(v4, a.Unmap())
-		} else {
-			v6 = append(v6, a)
-		}
-	}
-	use := v4
-	if len(use) == 0 {
-		use = v6
-	}
-	if len(use) == 0 {
-		return netip.Addr{}
-	}
-	a := use[l.next%len(use)]
-	l.next++
-	return a
-}
-
-// allowedLocked is how many connections group may have open now.
-func (l *Limits) allowedLocked(group string, perGroup int) int {
-	if a, ok := l.allowed[group]; ok {
-		return min(perGroup, max(1, int(a)))
-	}
-	return perGroup
-}
-
-// Allowed reports how many connections a group may have open now.
-func (l *Limits) Allowed(group string) int {
-	_, perGroup, _ := l.limits()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.allowedLocked(group, perGroup)
-}
-
-// ConnectionRefused tells that rt's group refused a connection before any transaction
-// (a 421 greeting): it may have half as many open as it has now, at most one cut per
-// Round. It reports whether the refusal was about the number of connections: false when
-// the group was already down to one connection before this round, so that the refusal
-// is the destination refusing us, not our count (the caller then treats it as any other
-// temporary failure).
-func (l *Limits) ConnectionRefused(rt route.Route, now time.Time) bool {
-	_, perGroup, _ := l.limits()
-	round := l.Round
-	if round <= 0 {
-		round = 10 * time.Second
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.allowed == nil {
-		l.allowed, l.cut = map[string]float64{}, map[string]time.Time{}
-	}
-	g := rt.Group
-	if last, ok := l.cut[g]; ok && now.Sub(last) < round {
-		return true // the same burst of refusals: one cut
-	}
-	cur := float64(l.allowedLocked(g, perGroup))
-	// The refused connection was one too many: at most as many as are open now are
-	// accepted. Halve that.
-	if open := float64(l.open[g]); open > 0 && open < cur {
-		cur = open
-	}
-	if cur <= 1 {
-		return false
-	}
-	l.allowed[g] = max(1, float64(int(cur/2)))
-	l.cut[g] = now
-	return true
-}
-
-// Delivered tells that a connection to rt's group delivered mail: the group earns
-// 1/allowed of a connection back (additive increase), up to PerGroup.
-func (l *Limits) Delivered(rt route.Route) {
-	_, perGroup, _ := l.limits()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a, ok := l.allowed[rt.Group]
-	if !ok {
-		return // never cut: already at PerGroup
-	}
-	a += 1 / max(a, 1)
-	if a >= float64(perGroup) {
-		delete(l.allowed, rt.Group)
-		return
-	}
-	l.allowed[rt.Group] = a
-}
-
-// Open reports the connections open to a group, and in total.
-func (l *Limits) Open(group string) (inGroup, total int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.open[group], l.total
 }

@@ -224,6 +224,15 @@ CREATE TRIGGER grants_gen_d AFTER DELETE ON grants BEGIN UPDATE generation SET a
 ALTER TABLE queue ADD COLUMN class TEXT NOT NULL DEFAULT 'transactional';
 CREATE INDEX queue_due_class ON queue (state, class, next_attempt);
 `,
+	// 6: the deliverability engine's learnt state (rates, pauses, warm-up counts and
+	// first-use dates), one JSON document, so that a restart forgets none of it.
+	`
+CREATE TABLE shaper_state (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),
+	doc     TEXT NOT NULL,
+	updated INTEGER NOT NULL
+);
+`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -1,0 +1,284 @@
+package shaper
+
+import (
+	"math"
+	"time"
+
+	"github.com/repute-mail/repute/internal/classify"
+)
+
+// Feedback is one attempt's outcome as the engine needs it.
+type Feedback struct {
+	Delivered bool
+	// Refused: the destination refused the connection before any transaction (a 421
+	// greeting: "too many connections", Yahoo's TSS04 at connect).
+	Refused bool
+	// Held: the message was not sent because the permit was stopped (a pause).
+	Held bool
+	// Result is the classified reply of a failed attempt; Reply the reply itself.
+	Result     classify.Result
+	Reply      string
+	RetryAfter time.Duration // the reply's "try again in", 0 when none
+}
+
+// Verdict is what the scheduler does with the attempt's message beyond the usual.
+type Verdict struct {
+	// Hold, when set, is when the message is due again instead of the retry schedule's
+	// time: a throttled message goes back in line, a blocked one waits for the probe
+	// (it is never bounced for a block).
+	Hold   time.Time
+	Reason string // the throttled reason: ReasonBackoff, ReasonPaused, ReasonConnections
+	// NotAttempt: the message did not reach the provider's judgement (held back by a
+	// pause, or a connection refusal the engine answered by opening fewer).
+	NotAttempt bool
+}
+
+// Observe tells the engine the outcome of one attempt made under permit p (nil: none,
+// for example a route that failed) and returns the verdict for its message. It must be
+// called before the delivery goes on to the next message, so that a block stops the
+// rest of the batch at once.
+func (e *Engine) Observe(p *Permit, fb Feedback, now time.Time) Verdict {
+	if p == nil || p.lane == nil {
+		return Verdict{}
+	}
+	e.init()
+	e.mu.Lock()
+	v := e.observeLocked(p, fb, now)
+	e.mu.Unlock()
+	e.flush()
+	return v
+}
+
+func (e *Engine) observeLocked(p *Permit, fb Feedback, now time.Time) Verdict {
+	l := p.lane
+	switch {
+	case fb.Held:
+		return Verdict{Hold: e.holdFor(l, now), Reason: ReasonPaused, NotAttempt: true}
+	case fb.Delivered:
+		p.delivered = true
+		l.window[len(l.window)-1]++
+		l.deliveredToday++
+		l.strikes = 0
+		if p.Probe {
+			e.resumeLocked(l, now, "", "")
+		}
+		return Verdict{}
+	case p.Probe:
+		// The probe failed: the provider still refuses us. Wait twice as long.
+		if fb.Refused && fb.Result.Action != classify.ActionPauseProvider {
+			// Refused at connect for another reason: try the probe again later.
+			l.probeOut = false
+			l.pausedUntil = now.Add(e.coolDown())
+			return Verdict{Hold: l.pausedUntil, Reason: ReasonPaused, NotAttempt: true}
+		}
+		e.pauseLocked(l, now, fb, true)
+		return Verdict{Hold: e.holdFor(l, now), Reason: ReasonPaused}
+	case fb.Result.Action == classify.ActionPauseProvider:
+		e.pauseLocked(l, now, fb, false)
+		if fb.Result.Category == classify.DomainReputation {
+			// The reply is about our domain: every source IP is in the same trouble.
+			for _, o := range e.lanes {
+				if o != l && o.group == l.group && o.state == "" {
+					e.pauseLocked(o, now, fb, false)
+				}
+			}
+		}
+		return Verdict{Hold: e.holdFor(l, now), Reason: ReasonPaused}
+	case fb.Refused:
+		if e.connectionRefusedLocked(l, p, now) {
+			return Verdict{Reason: ReasonConnections, NotAttempt: true}
+		}
+		// Refused although we were down to one connection: the provider refuses us.
+		return e.throttleLocked(l, p, fb, now)
+	case fb.Result.Action == classify.ActionSlowDown:
+		return e.throttleLocked(l, p, fb, now)
+	}
+	return Verdict{}
+}
+
+// holdFor is when a message held back by a pause of l is due again: at once when the
+// fallback relay takes it, else when the probe is due.
+func (e *Engine) holdFor(l *lane, now time.Time) time.Time {
+	if e.Fallback || l.adminPause {
+		return now
+	}
+	return l.pausedUntil
+}
+
+// throttleLocked applies a "slow down" reply: the lane's rate is cut (at most once per
+// burst: a deferral of mail granted before the last cut is the same burst), a retry
+// hint holds the lane, and the message goes back in line, not to the retry schedule.
+// Throttles in a row without a delivery in between mean the provider is refusing us
+// rather than pacing us: the lane pauses.
+func (e *Engine) throttleLocked(l *lane, p *Permit, fb Feedback, now time.Time) Verdict {
+	l.troubleToday++
+	l.strikes++
+	e.dirty.Store(true)
+	if l.strikes >= maxStrikes {
+		fb.Result.Category = "repeated_throttling"
+		if fb.Result.Advice == "" {
+			fb.Result.Advice = "The provider kept deferring every message; sending is paused until a probe succeeds."
+		}
+		e.pauseLocked(l, now, fb, false)
+		return Verdict{Hold: e.holdFor(l, now), Reason: ReasonPaused}
+	}
+	if l.lastCut.IsZero() || p.granted.After(l.lastCut) {
+		e.cutLocked(l, now)
+	}
+	hold := now.Add(e.round())
+	if fb.RetryAfter > 0 {
+		hint := e.scaled(fb.RetryAfter)
+		if until := now.Add(hint); until.After(l.holdUntil) {
+			l.holdUntil = until
+		}
+		hold = maxTime(hold, now.Add(hint))
+	}
+	return Verdict{Hold: hold, Reason: ReasonBackoff}
+}
+
+// cutLocked is the multiplicative decrease. An unpaced lane (no ceiling) starts pacing
+// at what it delivered lately.
+func (e *Engine) cutLocked(l *lane, now time.Time) {
+	if !l.paced() {
+		r := l.deliveredRate(e.round(), e.minute())
+		if r < minRate {
+			r = 60
+		}
+		l.rate = r
+	}
+	l.rateAtCut = l.rate
+	l.rate = math.Max(minRate, l.rate*beta)
+	l.slowStart = false
+	l.lastCut = now
+	l.tokens, l.tokensAt = 0, now
+}
+
+// connectionRefusedLocked halves the connections a lane may have open, at most once per
+// round, and reports whether the refusal was about the count: false when the lane was
+// down to one connection already.
+func (e *Engine) connectionRefusedLocked(l *lane, p *Permit, now time.Time) bool {
+	if !l.connCut.IsZero() && now.Sub(l.connCut) < e.round() {
+		return true // the same burst of refusals: one cut
+	}
+	cur := float64(l.maxConns())
+	// The refused connection was one too many: at most as many as are open (counting
+	// it) are accepted. Halve that.
+	if open := float64(l.open); open > 0 && open < cur {
+		cur = open
+	}
+	if cur <= 1 {
+		return false
+	}
+	l.allowedConns = math.Max(1, math.Floor(cur/2))
+	l.connCut = now
+	e.dirty.Store(true)
+	return true
+}
+
+// pauseLocked stops lane l at once: its live permits stop before their next message,
+// and nothing is sent until the cool-down ends (doubled after a failed probe).
+func (e *Engine) pauseLocked(l *lane, now time.Time, fb Feedback, probeFailed bool) {
+	switch {
+	case probeFailed:
+		l.coolDown = min(2*max(l.coolDown, e.coolDown()), e.maxCoolDown())
+	case l.state == "":
+		l.coolDown = e.coolDown()
+		l.rateAtPause = l.rate
+	}
+	if l.coolDown <= 0 {
+		l.coolDown = e.coolDown()
+	}
+	l.state, l.probeOut = StatePaused, false
+	l.pausedUntil = now.Add(l.coolDown)
+	l.reason, l.reply, l.advice, l.url = fb.Result.Category, fb.Reply, fb.Result.Advice, fb.Result.URL
+	for q := range l.permits {
+		q.stopped.Store(true)
+	}
+	e.dirty.Store(true)
+	kind := "paused"
+	if probeFailed {
+		kind = "probe_failed"
+	}
+	e.pending = append(e.pending, e.transition(kind, l, now))
+}
+
+// resumeLocked ends a pause: the lane sends again at half the rate it had (one
+// connection to start with), and climbs back gradually.
+func (e *Engine) resumeLocked(l *lane, now time.Time, reason, reply string) {
+	l.state, l.probeOut, l.adminPause = "", false, false
+	l.pausedUntil = time.Time{}
+	if r := l.rateAtPause; r > 0 {
+		l.rate = math.Max(minRate, r/2)
+	} else if l.paced() {
+		l.rate = math.Max(minRate, l.rate/2)
+	}
+	l.rateAtCut, l.slowStart, l.lastCut = l.rate, false, now
+	l.tokens, l.tokensAt = 0, now
+	l.allowedConns = 1
+	l.strikes = 0
+	l.coolDown = 0
+	tr := e.transition("resumed", l, now)
+	if reason != "" {
+		tr.Category, tr.Reply = reason, reply
+	}
+	l.reason, l.reply, l.advice, l.url = "", "", "", ""
+	e.dirty.Store(true)
+	e.pending = append(e.pending, tr)
+}
+
+func (e *Engine) transition(kind string, l *lane, now time.Time) Transition {
+	t := Transition{Kind: kind, Time: now, Provider: l.provider, Group: l.group, SourceIP: l.ipKey,
+		Category: l.reason, Reply: l.reply, Advice: l.advice, URL: l.url}
+	if l.provider == DefaultProvider {
+		t.Provider = l.group
+	}
+	if kind != "resumed" {
+		t.Until = l.pausedUntil
+	}
+	return t
+}
+
+// flush hands pending transitions to Notify, in order, outside the engine's lock.
+func (e *Engine) flush() {
+	e.notifyMu.Lock()
+	defer e.notifyMu.Unlock()
+	e.mu.Lock()
+	ts := e.pending
+	e.pending = nil
+	e.mu.Unlock()
+	if e.Notify == nil {
+		return
+	}
+	for _, t := range ts {
+		e.Notify(t)
+	}
+}
+
+// releaseLocked closes permit p's connection. A connection that delivered mail earns
+// its lane a little of the connection count back (one connection per as many good
+// connections as are allowed), so the count climbs back gradually and never snaps back.
+func (e *Engine) releaseLocked(p *Permit) {
+	e.mu.Lock()
+	l := p.lane
+	e.total--
+	l.open--
+	delete(l.permits, p)
+	if p.delivered && l.allowedConns > 0 {
+		l.allowedConns += 1 / math.Max(l.allowedConns, 1)
+		if l.allowedConns >= float64(l.prof.MaxConnections) {
+			l.allowedConns = 0
+		}
+	}
+	if p.Probe && l.state == StateProbing && l.probeOut {
+		// The probe went nowhere (nothing to send, or no outcome): probe again.
+		l.probeOut = false
+	}
+	e.mu.Unlock()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
