@@ -77,6 +77,11 @@ func commands() map[string]*command {
 			"add":    {usage: "suppression add ADDRESS... [--domain D] [--note TEXT]: stop mailing these recipients from D", run: cmdSuppressionAdd},
 			"remove": {usage: "suppression remove ADDRESS... [--domain D]: allow mailing them again", run: cmdSuppressionRemove},
 		}},
+		"provider": {subs: map[string]*command{
+			"status": {usage: "provider status [--json]: per source IP and provider: warm-up, rate, connections, pauses", run: cmdProviderStatus},
+			"pause":  {usage: "provider pause PROVIDER [--ip IP]: stop sending to a provider now, until resumed", run: providerAct("pause")},
+			"resume": {usage: "provider resume PROVIDER [--ip IP]: end a pause now", run: providerAct("resume")},
+		}},
 		"queue": {subs: map[string]*command{
 			"list":    {usage: "queue list [--json]: messages waiting for outbound delivery", run: cmdQueueList},
 			"show":    {usage: "queue show ID [--json]", run: cmdQueueShow},

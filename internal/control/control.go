@@ -30,8 +30,11 @@ import (
 // SocketName is the socket's file name in data_dir.
 const SocketName = "control.sock"
 
-// maxLine bounds a command line.
-const maxLine = 4096
+// maxLine bounds a command line; maxReply a reply (provider status lists every lane).
+const (
+	maxLine  = 4096
+	maxReply = 8 << 20
+)
 
 // ErrNotRunning is returned by Send when no server listens on the socket.
 var ErrNotRunning = errors.New("server not running")
@@ -177,7 +180,7 @@ func Send(dir string, args ...string) (string, error) {
 	if _, err := fmt.Fprintln(c, strings.Join(args, " ")); err != nil {
 		return "", fmt.Errorf("control socket: %w", err)
 	}
-	line, err := bufio.NewReaderSize(io.LimitReader(c, maxLine), maxLine).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, maxReply)).ReadString('\n')
 	if err != nil {
 		return "", fmt.Errorf("control socket: no reply: %w", err)
 	}

@@ -20,6 +20,8 @@ type loop struct {
 	s         *Scheduler
 	held      map[int64]bool                // claimed and not yet finished (waiting or in flight)
 	heldBulk  int                           // of held, bulk entries
+	flight    map[int64]bool                // of held, entries whose batch is running
+	reclaimed map[int64]store.QueueEntry    // in flight, put back by their batch and claimed again
 	groups    map[string]*group             // waiting entries by destination group
 	order     []string                      // groups in round-robin order
 	pending   map[string][]store.QueueEntry // entries whose domain's route is being resolved
@@ -78,7 +80,8 @@ type resolvedRoute struct {
 }
 
 func newLoop(s *Scheduler) *loop {
-	return &loop{s: s, held: map[int64]bool{}, groups: map[string]*group{}, pending: map[string][]store.QueueEntry{},
+	return &loop{s: s, held: map[int64]bool{}, flight: map[int64]bool{}, reclaimed: map[int64]store.QueueEntry{},
+		groups: map[string]*group{}, pending: map[string][]store.QueueEntry{},
 		resolving: map[string]bool{}, results: make(chan *batch), resolved: make(chan resolvedRoute)}
 }
 
@@ -117,7 +120,12 @@ func (l *loop) claimClass(ctx context.Context, class string) {
 		fresh := 0
 		for _, e := range es {
 			if l.held[e.ID] {
-				continue // still waiting here since an earlier claim: the lease was renewed
+				if l.flight[e.ID] {
+					// Its batch put it back (not sent, due again) before the batch
+					// ended here: it waits again once the batch has ended.
+					l.reclaimed[e.ID] = e
+				}
+				continue // else still waiting here since an earlier claim: the lease was renewed
 			}
 			l.hold(e)
 			fresh++
@@ -263,6 +271,7 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 	}
 	for _, e := range w.take(n) {
 		b.entries[e.ID] = e
+		l.flight[e.ID] = true
 	}
 	if b.permit != nil {
 		b.permit.Use(len(b.entries))
@@ -350,6 +359,12 @@ func (l *loop) finished(b *batch) {
 	b.permit.Release()
 	for _, e := range b.entries {
 		l.release(e)
+		delete(l.flight, e.ID)
+		if r, ok := l.reclaimed[e.ID]; ok {
+			delete(l.reclaimed, e.ID)
+			l.hold(r)
+			l.add(r)
+		}
 	}
 	now := l.s.Now()
 	for _, g := range l.groups {

@@ -104,7 +104,7 @@ func (j *judge) one(a delivery.Attempt) judged {
 		return r
 	}
 	fb := shaper.Feedback{Delivered: delivered, Held: a.Stage == delivery.StageHeld,
-		Refused: a.Stage == delivery.StageConnect && a.Code == 421, Result: r.c,
+		Refused: a.Stage == delivery.StageConnect && a.Code == 421, Result: r.c, Permanent: a.Permanent,
 		Reply: attemptText(a), RetryAfter: a.RetryAfter}
 	r.v = o.Observe(j.b.permit, fb, s.Now())
 	switch {

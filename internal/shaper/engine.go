@@ -380,12 +380,20 @@ func (e *Engine) grantLocked(l *lane, now time.Time) (*Permit, *Refusal) {
 	e.adaptLocked(l, now)
 	if l.paced() {
 		l.refill(now, minute)
-		if l.tokens < 1 {
+		// Wait for a quarter of the bucket (at least one message), so that a busy lane
+		// sends a few messages per connection rather than one.
+		// A lane that sent nothing lately need not keep a lone message waiting for
+		// company.
+		need := math.Max(1, math.Floor(l.bucket(minute)/4))
+		if now.Sub(l.lastActivity) > 5*e.scaled(time.Second) {
+			need = 1
+		}
+		if l.tokens < need {
 			reason := ReasonRate
 			if !l.lastCut.IsZero() && now.Sub(l.lastCut) < e.round() {
 				reason = ReasonBackoff
 			}
-			return nil, &Refusal{Next: l.tokenAt(now, minute), Reason: reason}
+			return nil, &Refusal{Next: l.readyAt(now, need, minute), Reason: reason}
 		}
 		n = min(n, int(l.tokens))
 	}

@@ -15,6 +15,10 @@ type Feedback struct {
 	Refused bool
 	// Held: the message was not sent because the permit was stopped (a pause).
 	Held bool
+	// Permanent: the reply was a 5xx. A reputation reply blocks only when it is
+	// permanent; a temporary one (Gmail's 421 4.7.28, Microsoft's 451 4.7.650) is the
+	// provider saying "slower".
+	Permanent bool
 	// Result is the classified reply of a failed attempt; Reply the reply itself.
 	Result     classify.Result
 	Reply      string
@@ -52,8 +56,11 @@ func (e *Engine) Observe(p *Permit, fb Feedback, now time.Time) Verdict {
 func (e *Engine) observeLocked(p *Permit, fb Feedback, now time.Time) Verdict {
 	l := p.lane
 	switch {
-	case fb.Held:
+	case fb.Held && l.state != "":
 		return Verdict{Hold: e.holdFor(l, now), Reason: ReasonPaused, NotAttempt: true}
+	case fb.Held:
+		// Stopped by a throttle: back in line, due when the lane may send again.
+		return Verdict{Hold: maxTime(now.Add(e.round()/2), l.holdUntil), Reason: ReasonBackoff, NotAttempt: true}
 	case fb.Delivered:
 		p.delivered = true
 		l.window[len(l.window)-1]++
@@ -65,7 +72,7 @@ func (e *Engine) observeLocked(p *Permit, fb Feedback, now time.Time) Verdict {
 		return Verdict{}
 	case p.Probe:
 		// The probe failed: the provider still refuses us. Wait twice as long.
-		if fb.Refused && fb.Result.Action != classify.ActionPauseProvider {
+		if fb.Refused && !blocks(fb) {
 			// Refused at connect for another reason: try the probe again later.
 			l.probeOut = false
 			l.pausedUntil = now.Add(e.coolDown())
@@ -73,7 +80,7 @@ func (e *Engine) observeLocked(p *Permit, fb Feedback, now time.Time) Verdict {
 		}
 		e.pauseLocked(l, now, fb, true)
 		return Verdict{Hold: e.holdFor(l, now), Reason: ReasonPaused}
-	case fb.Result.Action == classify.ActionPauseProvider:
+	case blocks(fb):
 		e.pauseLocked(l, now, fb, false)
 		if fb.Result.Category == classify.DomainReputation {
 			// The reply is about our domain: every source IP is in the same trouble.
@@ -90,10 +97,40 @@ func (e *Engine) observeLocked(p *Permit, fb Feedback, now time.Time) Verdict {
 		}
 		// Refused although we were down to one connection: the provider refuses us.
 		return e.throttleLocked(l, p, fb, now)
-	case fb.Result.Action == classify.ActionSlowDown:
+	case throttles(fb):
 		return e.throttleLocked(l, p, fb, now)
 	}
 	return Verdict{}
+}
+
+// blocks reports whether a reply is a block: a permanent reply about our IP's or
+// domain's reputation, or one the classifier says to pause for.
+func blocks(fb Feedback) bool {
+	if !fb.Permanent {
+		return false
+	}
+	switch fb.Result.Category {
+	case classify.IPReputation, classify.DomainReputation:
+		return true
+	}
+	return fb.Result.Action == classify.ActionPauseProvider
+}
+
+// throttles reports whether a reply asks us to slow down: rate limiting, a
+// temporary reputation reply (the provider limits an IP it does not trust yet), or
+// whatever the classifier says to slow down or pause for.
+func throttles(fb Feedback) bool {
+	if fb.Result.Category == classify.RateLimited {
+		return true // even behind a 5xx: too fast is never a reason to give up a message
+	}
+	if fb.Permanent {
+		return false
+	}
+	switch fb.Result.Category {
+	case classify.RateLimited, classify.IPReputation, classify.DomainReputation:
+		return true
+	}
+	return fb.Result.Action == classify.ActionSlowDown || fb.Result.Action == classify.ActionPauseProvider
 }
 
 // holdFor is when a message held back by a pause of l is due again: at once when the
@@ -124,6 +161,11 @@ func (e *Engine) throttleLocked(l *lane, p *Permit, fb Feedback, now time.Time) 
 	}
 	if l.lastCut.IsZero() || p.granted.After(l.lastCut) {
 		e.cutLocked(l, now)
+	}
+	// What the lane's connections still carry was granted at the old rate: it waits,
+	// rather than earning a deferral each.
+	for q := range l.permits {
+		q.stopped.Store(true)
 	}
 	hold := now.Add(e.round())
 	if fb.RetryAfter > 0 {

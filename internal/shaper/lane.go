@@ -92,9 +92,9 @@ func (l *lane) perConnection() int {
 // paced reports whether the lane's rate is limited at all.
 func (l *lane) paced() bool { return l.rate > 0 }
 
-// refill brings the rate bucket up to now. The bucket holds two seconds' worth of the
-// rate (at least one message, at most a connection's worth), so a lane never bursts
-// beyond what its rate allows in a moment.
+// refill brings the rate bucket up to now. The bucket holds five seconds' worth of the
+// rate (at least one message, at most a connection's worth): enough for a connection
+// to carry several messages, never more than a provider's own burst allowance.
 func (l *lane) refill(now time.Time, minute time.Duration) {
 	if !l.paced() {
 		return
@@ -111,16 +111,16 @@ func (l *lane) refill(now time.Time, minute time.Duration) {
 }
 
 func (l *lane) bucket(minute time.Duration) float64 {
-	return math.Max(1, math.Min(float64(l.perConnection()), l.rate*2*float64(time.Second)/float64(time.Minute)))
+	return math.Max(1, math.Min(float64(l.perConnection()), l.rate*5*float64(time.Second)/float64(time.Minute)))
 }
 
-// tokenAt is when the bucket next holds one message.
-func (l *lane) tokenAt(now time.Time, minute time.Duration) time.Time {
-	if l.tokens >= 1 || l.rate <= 0 {
+// readyAt is when the bucket next holds n messages.
+func (l *lane) readyAt(now time.Time, n float64, minute time.Duration) time.Time {
+	if l.tokens >= n || l.rate <= 0 {
 		return now
 	}
-	need := (1 - l.tokens) / l.rate * float64(minute)
-	return now.Add(time.Duration(math.Ceil(need)))
+	wait := (n - l.tokens) / l.rate * float64(minute)
+	return now.Add(time.Duration(math.Ceil(wait)))
 }
 
 // delivered is the rate of deliveries over the last six rounds, per minute.

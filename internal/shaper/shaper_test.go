@@ -26,7 +26,7 @@ func throttle() Feedback {
 }
 
 func block() Feedback {
-	return Feedback{Reply: "550 5.7.1 (S3140)", Result: classify.Result{Category: classify.IPReputation,
+	return Feedback{Reply: "550 5.7.1 (S3140)", Permanent: true, Result: classify.Result{Category: classify.IPReputation,
 		Action: classify.ActionPauseProvider, Advice: "delist", URL: "https://example.com/delist"}}
 }
 

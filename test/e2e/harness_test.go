@@ -159,6 +159,11 @@ type serverOptions struct {
 	BounceExtra string    // [bounce] lines
 	Web         bool      // serve https on the server's address (s.HTTPS)
 	TimeScale   float64   // [shaping] time_scale; 0 leaves the key out (real time)
+	// OutboundExtra are further [outbound] lines ("source_ips = [...]\n"); Extra is
+	// appended to the file (further tables: [warmup], [alerts], [shaping.provider.x]).
+	OutboundExtra string
+	ShapingExtra  string // further [shaping] lines
+	Extra         string
 }
 
 // queueOpts are the [queue] settings a test may shorten ("1s"); "" leaves a key out.
@@ -298,7 +303,7 @@ resolver = %q
 
 [outbound]
 remote_port = %d
-
+%s
 [smtp]
 max_message_size = %d
 max_recipients = %d
@@ -309,17 +314,21 @@ command_timeout = "5m"
 %s
 [imap]
 max_connections_per_ip = %d
-%s%s`, s.t.Name(), s.hostname, s.dataDir,
+%s%s%s`, s.t.Name(), s.hostname, s.dataDir,
 		s.SMTP(), s.Submission(), s.Submissions(), s.IMAP(), s.IMAPS(), s.HTTPS(), s.metricsAddr(),
-		o.DNS, o.RemotePort, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk), o.SMTPExtra,
-		o.BounceExtra, o.MaxConnectionsPerIP, o.Queue.toml(), o.shaping())
+		o.DNS, o.RemotePort, o.OutboundExtra, o.MaxMessageSize, o.MaxRecipients, o.MaxConnectionsPerIP, minFreeDisk(o.MinFreeDisk), o.SMTPExtra,
+		o.BounceExtra, o.MaxConnectionsPerIP, o.Queue.toml(), o.shaping(), o.Extra)
 }
 
 func (o serverOptions) shaping() string {
-	if o.TimeScale == 0 {
+	if o.TimeScale == 0 && o.ShapingExtra == "" {
 		return ""
 	}
-	return fmt.Sprintf("\n[shaping]\ntime_scale = %v\n", o.TimeScale)
+	s := "\n[shaping]\n"
+	if o.TimeScale != 0 {
+		s += fmt.Sprintf("time_scale = %v\n", o.TimeScale)
+	}
+	return s + o.ShapingExtra
 }
 
 func minFreeDisk(n int64) string {

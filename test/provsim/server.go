@@ -237,6 +237,23 @@ func (s *Server) Blocked(ip string) (until time.Time, blocked bool) {
 	return s.clock.clock(st.blockedUntil), true
 }
 
+// Block blocks ip now for d of simulated time (0: the profile's BlockFor), as a provider
+// does on its own grounds (complaints, a blocklist): from now on every transaction from
+// ip gets the block reply, whether or not it was deferred before.
+func (s *Server) Block(ip string, d time.Duration) {
+	now := s.clock.simNow()
+	if d <= 0 {
+		d = s.prof.BlockFor
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.state(ip, now)
+	st.deferrals = nil
+	st.blockedUntil = now.Add(d)
+	s.bump(st, func(c *Counters) { c.BlocksTriggered++ })
+	s.logf("provsim %s: blocking %s until %s (simulated), on request", s.prof.Provider, ip, st.blockedUntil.Format(time.RFC3339))
+}
+
 // closeWait bounds how long Close waits for sessions to end.
 const closeWait = 5 * time.Second
 
