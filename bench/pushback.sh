@@ -370,9 +370,10 @@ keys = [("accepted", "accepted"), ("connections", "connections"), ("deferrals", 
 for i, prov in enumerate(sims[0]["providers"]):
     name = prov["provider"]
     p = prov["profile"]
-    print("  %s (%s; %d/min, burst %d, %d connections, block after %d deferrals/%s for %s)"
-          % (name, " ".join(prov["domains"]), p["rate_per_minute"], p["burst"], p["max_connections"],
-             p["block_after"], p["block_window"], p["block_for"]))
+    block = ("never blocks" if p["block_after"] < 0 else "block after %d deferrals/%s for %s"
+             % (p["block_after"], p["block_window"], p["block_for"]))
+    print("  %s (%s; %g/min, burst %d, %d connections, %s)"
+          % (name, " ".join(prov["domains"]), p["rate_per_minute"], p["burst"], p["max_connections"], block))
     for label, k in keys:
         row("  " + label, *[s["providers"][i]["total"][k] for s in sims])
 print("  (deadline: the queue was not empty then, the ratio is a lower bound; counters of the")
