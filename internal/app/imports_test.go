@@ -54,6 +54,7 @@ var layering = map[string][]string{
 	"test/e2e":        nil,
 	"test/provsim":    {},  // the provider simulator: a leaf, so tests and benchmarks can use it
 	"bench/queuefill": nil, // fills a queue for the benchmarks through the store
+	"bench/provsimd":  nil, // runs test/provsim and a private DNS for bench/pushback.sh
 }
 
 // TestImportsFlowOneWay keeps the layering of docs/ARCHITECTURE.md true: leaves import
