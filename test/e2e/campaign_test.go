@@ -38,7 +38,7 @@ func startSims(t *testing.T, z *zone, port int, timeScale float64, profiles ...p
 	for _, p := range profiles {
 		ip := allocAddr(t, false, port)
 		sim, err := provsim.Start(provsim.Config{Addr: net.JoinHostPort(ip, strconv.Itoa(port)), Profile: p,
-			TimeScale: timeScale, TLS: srvTLS, KeepMessages: -1})
+			TimeScale: timeScale, TLS: srvTLS})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,6 +123,7 @@ func fillQueue(t *testing.T, s *server, from, class string, mix map[provsim.Prov
 func campaignServer(t *testing.T, z *zone, timeScale float64, extra serverOptions) *server {
 	t.Helper()
 	opts := extra
+	opts.Extra = "" // added below, after the warm-up table
 	opts.Domain, opts.DNS, opts.TimeScale = "a.test", z.addr, timeScale
 	opts.Queue = queueOpts{RetryMin: "5m", RetryMax: "1h", ScanInterval: "30s", DelayWarning: "0s", Concurrency: 40}
 	a := newServer(t, opts)

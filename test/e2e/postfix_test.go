@@ -104,6 +104,9 @@ type postfixOptions struct {
 	Domain     string          // accepted into one Maildir; myhostname is mx.DOMAIN
 	Nameserver string          // the IP Postfix's private /etc/resolv.conf names
 	Cert       tls.Certificate // smtpd's STARTTLS certificate
+	// BindAddress is the source address of Postfix's own deliveries (smtp_bind_address);
+	// "" lets the kernel choose.
+	BindAddress string
 }
 
 // postfix is a running private Postfix: its own config_directory, queue_directory and
@@ -176,6 +179,9 @@ append_dot_mydomain = no
 maillog_file_prefixes = %[1]s
 maillog_file = %[1]s/maillog
 `, dir, o.Domain, cert, key)
+	if o.BindAddress != "" {
+		mainCF += "smtp_bind_address = " + o.BindAddress + "\n"
+	}
 	services, err := os.ReadFile(filepath.Join("..", "postfix", "master.cf"))
 	if err != nil {
 		t.Fatal(err)
