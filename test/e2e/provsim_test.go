@@ -18,7 +18,9 @@ import (
 func TestProviderConnectionCap(t *testing.T) {
 	t.Parallel()
 	z := newZone(t)
-	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue, TimeScale: 60})
+	// The server's address has sent mail for a year: no warm-up caps.
+	a := newServer(t, serverOptions{Domain: "a.test", DNS: z.addr, Queue: fastQueue, TimeScale: 60,
+		Extra: "\n[warmup]\nfirst_use = { \"default\" = 2025-01-01 }\n"})
 	z.mailDomain("a.test", "mx.a.test", a.ip)
 	simIP := allocAddr(t, false, a.ports.SMTP)
 	profile := provsim.DefaultProfile(provsim.Microsoft)
