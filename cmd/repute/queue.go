@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -122,31 +124,97 @@ func cmdQueueSummary(e *env, args []string) error {
 	if pos, err := parseFlags(stdFlags(e, "queue summary", true), args); err != nil || len(pos) != 0 {
 		return errUsage
 	}
-	return withStore(e, func(ctx context.Context, db *store.DB) error {
-		sum, err := db.QueueSummary(ctx)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return printJSON(e.stdout, nonNil(sum))
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-		labels := make([]string, len(store.AgeBuckets))
-		for i, b := range store.AgeBuckets {
-			labels[i] = "≤" + b.Label
-		}
-		labels[len(labels)-1] = "older"
-		fmt.Fprintf(tw, "DOMAIN\tTOTAL\tHELD\tBULK\t%s\t\n", strings.Join(labels, "\t"))
-		total := 0
+	sum, fromServer, err := queueSummary(e)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return printJSON(e.stdout, nonNil(sum))
+	}
+	labels := make([]string, len(store.AgeBuckets))
+	for i, b := range store.AgeBuckets {
+		labels[i] = "≤" + b.Label
+	}
+	labels[len(labels)-1] = "older"
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	if fromServer {
+		// Per provider and class: what each provider's lanes have in front of them.
+		type key struct{ provider, class string }
+		byProv := map[key]int{}
+		var keys []key
 		for _, s := range sum {
-			cells := make([]string, len(store.AgeBuckets))
-			for i, b := range store.AgeBuckets {
-				cells[i] = strconv.Itoa(s.Ages[b.Label])
+			p := s.Provider
+			if p == "" {
+				p = "(unknown)"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t\n", s.Domain, s.Total, s.Held, s.Bulk, strings.Join(cells, "\t"))
-			total += s.Total
+			for _, c := range []struct {
+				class string
+				n     int
+			}{{store.ClassTransactional, s.Total - s.Bulk}, {store.ClassBulk, s.Bulk}} {
+				if c.n == 0 {
+					continue
+				}
+				k := key{p, c.class}
+				if _, ok := byProv[k]; !ok {
+					keys = append(keys, k)
+				}
+				byProv[k] += c.n
+			}
 		}
-		fmt.Fprintf(tw, "TOTAL\t%d\t\t\t\t\t\t\t\t\n", total)
-		return tw.Flush()
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].provider != keys[j].provider {
+				return keys[i].provider < keys[j].provider
+			}
+			return keys[i].class > keys[j].class
+		})
+		fmt.Fprintf(tw, "PROVIDER\tCLASS\tQUEUED\t\n")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t\n", k.provider, k.class, byProv[k])
+		}
+		fmt.Fprintf(tw, "\t\t\t\n")
+	}
+	fmt.Fprintf(tw, "DOMAIN\tPROVIDER\tTOTAL\tHELD\tBULK\t%s\t\n", strings.Join(labels, "\t"))
+	total := 0
+	for _, s := range sum {
+		cells := make([]string, len(store.AgeBuckets))
+		for i, b := range store.AgeBuckets {
+			cells[i] = strconv.Itoa(s.Ages[b.Label])
+		}
+		p := s.Provider
+		if p == "" {
+			p = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t\n", s.Domain, p, s.Total, s.Held, s.Bulk, strings.Join(cells, "\t"))
+		total += s.Total
+	}
+	fmt.Fprintf(tw, "TOTAL\t\t%d\t\t\t\t\t\t\t\t\n", total)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !fromServer && len(sum) > 0 {
+		fmt.Fprintln(e.stdout, "(providers are shown while the server runs: it knows where each domain's mail goes)")
+	}
+	return nil
+}
+
+// queueSummary asks the running server for the summary (with each domain's provider),
+// or reads it from the store when no server runs.
+func queueSummary(e *env) ([]store.DomainSummary, bool, error) {
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return nil, false, err
+	}
+	if out, err := control.Send(cfg.DataDir, "queue", "summary"); err == nil {
+		var sum []store.DomainSummary
+		if err := json.Unmarshal([]byte(out), &sum); err == nil {
+			return sum, true, nil
+		}
+	}
+	var sum []store.DomainSummary
+	err = withStore(e, func(ctx context.Context, db *store.DB) error {
+		var err error
+		sum, err = db.QueueSummary(ctx)
+		return err
 	})
+	return sum, false, err
 }

@@ -71,6 +71,7 @@ type App struct {
 	imap        *imapsrv.Server
 	sched       *scheduler.Scheduler
 	engine      *shaper.Engine
+	routes      *route.Resolver
 	engineDirty chan struct{}
 	alerts      func(shaper.Transition) // tells the admin of a pause or resumption; nil: log only
 	notifier    *alert.Notifier
@@ -367,6 +368,7 @@ func (a *App) buildOutbound() error {
 		TTL: cfg.Scaled(5 * time.Minute),
 		STS: &route.STS{DNS: resolver, Cache: mtastsCache{a.db}, Logger: a.log}}
 	q := cfg.Queue
+	a.routes = routes
 	a.engine = buildEngine(cfg, sources, q.Concurrency)
 	a.engine.Notify, a.engine.Logger = a.onTransition, a.log
 	a.engineDirty = make(chan struct{}, 1)
@@ -488,6 +490,7 @@ func (a *App) listenControl() error {
 	a.control = &control.Server{Logger: a.log, Handlers: map[string]control.Handler{
 		"wake":     func(context.Context, []string) (string, error) { a.sched.Wake(); return "", nil },
 		"provider": a.providerCommand,
+		"queue":    a.queueSummary,
 	}}
 	if path := filepath.Join(a.cfg.DataDir, control.SocketName); len(path) > maxSocketPath {
 		a.log.Warn("control socket path too long for a Unix socket; admin commands take effect at the next queue scan", "path", path)

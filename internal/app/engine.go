@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/repute-mail/repute/internal/alert"
 	"github.com/repute-mail/repute/internal/config"
 	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/outcome"
+	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/shaper"
 	"github.com/repute-mail/repute/internal/smtp"
 	"github.com/repute-mail/repute/internal/store"
@@ -244,4 +246,46 @@ func postmasterDomain(hostname string) string {
 		return strings.ToLower(hostname[i+1:])
 	}
 	return strings.ToLower(hostname)
+}
+
+// queueSummary serves "queue summary" on the control socket: the store's summary by
+// domain, with each domain's provider as the server routes it (looked up, a few at a
+// time and briefly, for domains it has not routed lately).
+func (a *App) queueSummary(ctx context.Context, _ []string) (string, error) {
+	sum, err := a.db.QueueSummary(ctx)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range sum {
+		if rt, ok := a.routes.Cached(sum[i].Domain); ok {
+			sum[i].Provider = providerOf(rt)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			sum[i].Provider = providerOf(a.routes.Resolve(ctx, sum[i].Domain))
+		}()
+	}
+	wg.Wait()
+	b, err := json.Marshal(sum)
+	return string(b), err
+}
+
+// providerOf names a route's destination: its provider, or its group for the rest.
+func providerOf(rt route.Route) string {
+	if rt.Provider != "" {
+		return rt.Provider
+	}
+	return rt.Group
 }

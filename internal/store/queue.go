@@ -299,11 +299,14 @@ func (db *DB) QueueDrop(ctx context.Context, sel QueueSelector) (int64, error) {
 // DomainSummary is one line of the queue summary: how many entries wait for a domain and
 // how old they are (like Postfix's qshape).
 type DomainSummary struct {
-	Domain string         `json:"domain"`
-	Total  int            `json:"total"`
-	Held   int            `json:"held"`
-	Bulk   int            `json:"bulk"` // of Total, bulk mail (the rest is transactional)
-	Ages   map[string]int `json:"ages"` // bucket label ("5m", "1h", "4h", "1d", "older") -> count
+	Domain string `json:"domain"`
+	// Provider is the destination's provider (or group) as the running server routes
+	// it; the store does not know it ("" from QueueSummary).
+	Provider string         `json:"provider"`
+	Total    int            `json:"total"`
+	Held     int            `json:"held"`
+	Bulk     int            `json:"bulk"` // of Total, bulk mail (the rest is transactional)
+	Ages     map[string]int `json:"ages"` // bucket label ("5m", "1h", "4h", "1d", "older") -> count
 }
 
 // AgeBuckets are the upper bounds of the summary's age columns.

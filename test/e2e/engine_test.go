@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -181,6 +182,17 @@ func TestTransactionalFirst(t *testing.T) {
 		c := sim.Total()
 		return c.Accepted >= 20, fmt.Sprintf("%d accepted", c.Accepted)
 	})
+	var summary []struct {
+		Domain, Provider string
+		Total, Bulk      int
+	}
+	a.cliJSON(t, &summary, "queue", "summary")
+	if len(summary) != 1 || summary[0].Provider != "yahoo" || summary[0].Bulk == 0 || summary[0].Bulk != summary[0].Total {
+		t.Errorf("queue summary during the campaign: %+v; want yahoo.test, provider yahoo, all bulk", summary)
+	}
+	if out := a.mustCLI("", "queue", "summary"); !regexp.MustCompile(`yahoo\s+bulk\s+\d+`).MatchString(out) {
+		t.Errorf("queue summary has no line for Yahoo's bulk mail:\n%s", out)
+	}
 	before := sim.Total().Accepted
 	subj := "password reset " + uniqueID()
 	sent := time.Now()

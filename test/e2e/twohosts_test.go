@@ -196,8 +196,8 @@ func bDownAndBack(t *testing.T, a, b *server) {
 	}
 	var summary any
 	a.cliJSON(t, &summary, "queue", "summary")
-	if b, _ := json.Marshal(summary); !strings.Contains(string(b), `"b.test"`) {
-		t.Errorf("queue summary --json does not mention b.test with a message queued for it: %s", b)
+	if b, _ := json.Marshal(summary); !strings.Contains(string(b), `"b.test"`) || !strings.Contains(string(b), `"provider":"mx:mx.b.test"`) {
+		t.Errorf("queue summary --json does not mention b.test (and its MX group) with a message queued for it: %s", b)
 	}
 
 	// hold: no attempts while held.
