@@ -378,6 +378,7 @@ func (a *App) buildOutbound() error {
 		Hostname: cfg.Hostname, Node: cfg.Hostname, Logger: a.log, Delivered: a.mailstore.Delivered,
 		Concurrency: q.Concurrency, ScanInterval: cfg.Scaled(q.ScanInterval.Duration),
 		Lease: cfg.Scaled(30 * time.Minute), HoldBack: cfg.Scaled(time.Minute),
+		BulkSpread: cfg.Scaled(cfg.Shaping.BulkSpread.Duration),
 		Policy: scheduler.Policy{RetryMin: cfg.Scaled(q.RetryMin.Duration), RetryMax: cfg.Scaled(q.RetryMax.Duration),
 			MaxAge: cfg.Scaled(q.MaxAge.Duration), DelayWarning: cfg.Scaled(q.DelayWarning.Duration)}}
 	return nil

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type loop struct {
 	heldBulk  int                           // of held, bulk entries
 	flight    map[int64]bool                // of held, entries whose batch is running
 	reclaimed map[int64]store.QueueEntry    // in flight, put back by their batch and claimed again
+	bulk      spread                        // paces the claims of bulk mail (BulkSpread)
 	groups    map[string]*group             // waiting entries by destination group
 	order     []string                      // groups in round-robin order
 	pending   map[string][]store.QueueEntry // entries whose domain's route is being resolved
@@ -111,6 +113,11 @@ func (l *loop) claimClass(ctx context.Context, class string) {
 			return
 		}
 		limit := min(s.ActiveLimit-l.heldOf(class), maxClaim)
+		if class == store.ClassBulk && s.BulkSpread > 0 {
+			if limit = min(limit, l.bulk.allow(ctx, l, now)); limit <= 0 {
+				return
+			}
+		}
 		es, err := s.DB.QueueClaim(ctx, s.Node, class, now, limit, s.Lease)
 		if err != nil {
 			// Nothing was leased, so nothing is delivered: try again on the next wake.
@@ -118,6 +125,9 @@ func (l *loop) claimClass(ctx context.Context, class string) {
 			return
 		}
 		fresh := 0
+		if class == store.ClassBulk && s.BulkSpread > 0 {
+			l.bulk.took(len(es))
+		}
 		for _, e := range es {
 			if l.held[e.ID] {
 				if l.flight[e.ID] {
@@ -421,4 +431,51 @@ func (l *loop) stop() {
 	if err := l.s.DB.QueueRequeue(ctx, ids, l.s.Now()); err != nil {
 		l.s.Logger.Warn("queue: releasing claimed entries at shutdown failed; their lease ends by itself", "err", err)
 	}
+}
+
+// spread paces the claims of bulk mail so that a backlog drains evenly over BulkSpread:
+// its rate is the backlog divided by the window, raised when a larger backlog arrives
+// (a new campaign), kept while the backlog drains, and dropped once it is gone.
+type spread struct {
+	rate    float64 // entries per second
+	tokens  float64
+	at      time.Time
+	counted time.Time
+}
+
+// allow returns how many bulk entries may be claimed now.
+func (p *spread) allow(ctx context.Context, l *loop, now time.Time) int {
+	s := l.s
+	if p.counted.IsZero() || now.Sub(p.counted) >= s.ScanInterval {
+		p.counted = now
+		n, err := s.DB.QueueCountDue(ctx, store.ClassBulk, now)
+		if err != nil {
+			n = 0
+		}
+		n += l.heldBulk
+		switch r := float64(n) / s.BulkSpread.Seconds(); {
+		case n == 0:
+			p.rate, p.tokens = 0, 0
+		case r > p.rate:
+			p.rate = r
+		}
+	}
+	if !p.at.IsZero() {
+		capacity := math.Max(1, p.rate*s.ScanInterval.Seconds())
+		p.tokens = math.Min(capacity, p.tokens+p.rate*now.Sub(p.at).Seconds())
+	} else {
+		p.tokens = math.Max(p.tokens, 1)
+	}
+	p.at = now
+	return int(p.tokens)
+}
+
+func (p *spread) took(n int) { p.tokens -= float64(n) }
+
+// nextToken is when the next bulk entry may be claimed, while bulk mail is being paced.
+func (p *spread) nextToken(now time.Time) (time.Time, bool) {
+	if p.rate <= 0 || p.tokens >= 1 {
+		return time.Time{}, false
+	}
+	return now.Add(time.Duration((1 - p.tokens) / p.rate * float64(time.Second))), true
 }

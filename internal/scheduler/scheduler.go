@@ -70,6 +70,7 @@ const requeueAfter = time.Minute
 type Queue interface {
 	QueueClaim(ctx context.Context, node, class string, now time.Time, limit int, lease time.Duration) ([]store.QueueEntry, error)
 	QueueNextDueClass(ctx context.Context, class string) (time.Time, bool, error)
+	QueueCountDue(ctx context.Context, class string, now time.Time) (int, error)
 	QueueRequeue(ctx context.Context, ids []int64, next time.Time) error
 	QueueRetry(ctx context.Context, sel store.QueueSelector) (int64, error)
 	QueueClearLeases(ctx context.Context, node string) error
@@ -135,6 +136,10 @@ type Scheduler struct {
 	// minute). Both are scaled down in simulations.
 	Lease    time.Duration
 	HoldBack time.Duration
+	// BulkSpread paces bulk mail: a backlog of bulk mail is claimed evenly over this
+	// window (scaled in simulations), so that each provider sees a steady rate rather
+	// than a burst. 0: bulk mail goes as fast as the shaper allows.
+	BulkSpread time.Duration
 	Now      func() time.Time
 	Jitter   func() float64
 
@@ -298,6 +303,9 @@ func (s *Scheduler) resetTimer(ctx context.Context, t *time.Timer, l *loop) {
 	// paced lane) is precise, and may be milliseconds away in a simulation.
 	wait = max(wait, min(100*time.Millisecond, s.ScanInterval))
 	if w, ok := l.nextWait(); ok {
+		wait = min(wait, max(w.Sub(now), time.Millisecond))
+	}
+	if w, ok := l.bulk.nextToken(now); ok {
 		wait = min(wait, max(w.Sub(now), time.Millisecond))
 	}
 	if !t.Stop() {

@@ -326,3 +326,51 @@ func TestConnectRefusalLowersConnections(t *testing.T) {
 	f.sched.Wake()
 	waitFor(t, "delivery after the hold-back", func() bool { return len(f.entries(t)) == 0 })
 }
+
+// TestBulkSpread: with bulk_spread, a backlog of bulk mail is claimed evenly over the
+// window instead of at once: half the window, about half the mail; a transactional
+// message meanwhile is not paced.
+func TestBulkSpread(t *testing.T) {
+	var delivered atomic.Int64
+	d := &scripted{answer: func(string) delivery.Attempt { delivered.Add(1); return delivery.Attempt{Code: 250} }}
+	f := newFixture(t, d)
+	f.sched.BulkSpread, f.sched.ScanInterval = 100*time.Second, 10*time.Second
+	var bulk []string
+	for i := range 100 {
+		bulk = append(bulk, fmt.Sprintf("n%03d@dest%d.test", i, i%7))
+	}
+	if _, err := f.db.Accept(context.Background(), &store.Delivery{MsgID: store.NewID(f.now), From: "news@a.test",
+		Body: []byte("x\r\n"), Remote: bulk, Received: f.now, Class: store.ClassBulk}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t)
+	step := func() {
+		f.mu.Lock()
+		f.now = f.now.Add(10 * time.Second)
+		f.mu.Unlock()
+		f.sched.Wake()
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, "the first bulk message", func() bool { return delivered.Load() >= 1 })
+	for range 5 {
+		step()
+	}
+	waitFor(t, "deliveries of the first half of the window to settle", func() bool { return delivered.Load() >= 40 })
+	time.Sleep(100 * time.Millisecond)
+	if n := delivered.Load(); n < 40 || n > 62 {
+		t.Fatalf("%d of 100 bulk messages after half the window, want about half", n)
+	}
+	f.queue(t, "alice@a.test", "reset@dest0.test")
+	waitFor(t, "the transactional message, unpaced", func() bool {
+		for _, e := range f.entries(t) {
+			if e.Rcpt == "reset@dest0.test" {
+				return false
+			}
+		}
+		return true
+	})
+	for range 8 {
+		step()
+	}
+	waitFor(t, "the rest of the backlog by the end of the window", func() bool { return len(f.entries(t)) == 0 })
+}

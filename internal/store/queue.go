@@ -130,6 +130,17 @@ func (db *DB) QueueNextDueClass(ctx context.Context, class string) (time.Time, b
 	return time.Unix(next.Int64, 0), true, nil
 }
 
+// QueueCountDue counts the queued entries of a class due at now (held ones excluded).
+func (db *DB) QueueCountDue(ctx context.Context, class string, now time.Time) (int, error) {
+	var n int
+	err := db.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM queue WHERE state = 'queued' AND class = ? AND next_attempt <= ?`,
+		class, now.Unix()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count due %s entries: %w", class, err)
+	}
+	return n, nil
+}
+
 // claimColumns are queueColumns as RETURNING can name them (no join: Size is 0).
 var claimColumns = strings.NewReplacer("q.", "", "b.size", "0").Replace(queueColumns)
 
