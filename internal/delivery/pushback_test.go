@@ -2,10 +2,14 @@ package delivery
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/repute-mail/repute/internal/route"
 )
 
 // scriptServer is an SMTP server on addr whose every reply comes from answer: it gets the
@@ -175,5 +179,29 @@ func TestConnectRefusalStage(t *testing.T) {
 	got = e2.deliver("b.test", msg("1", "alice@a.test", "bob@b.test"))
 	if len(got) != 1 || got[0].Code != 421 || got[0].Stage != "" {
 		t.Fatalf("got %+v, want a 421 inside the transaction", got)
+	}
+}
+
+// TestProviderRequiresTLS: a route whose provider always offers STARTTLS (the shaper's
+// profile says so) never sends in plain text to a host that does not offer it: the
+// offer was stripped on the way, and the message waits.
+func TestProviderRequiresTLS(t *testing.T) {
+	e := newEnv(t, twoMX...)
+	e.add("mx2.b.test. A 127.0.0.11")
+	sk := startSink(t, e.addr("127.0.0.11"), sinkConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt := (&route.Resolver{DNS: e.c.Resolver, STS: e.sts}).Resolve(ctx, "b.test")
+	rt.RequireTLS = true
+	got := collectRoute(ctx, e.c, rt, e.source, []*Message{msg("1", "alice@a.test", "bob@b.test")})
+	if len(got) != 1 || got[0].Code == 250 || got[0].Permanent {
+		t.Fatalf("got %+v, want a temporary failure", got)
+	}
+	if n := len(sk.received()); n != 0 {
+		t.Fatalf("%d messages sent in plain text", n)
+	}
+	rt.RequireTLS = false
+	if got := collectRoute(ctx, e.c, rt, e.source, []*Message{msg("2", "alice@a.test", "bob@b.test")}); len(got) != 1 || got[0].Code != 250 {
+		t.Fatalf("without the requirement: %+v", got)
 	}
 }

@@ -35,6 +35,7 @@ type dest struct {
 	sts       *mtasts.Policy // nil: no MTA-STS policy in force
 	stsReport string         // TLS-RPT result type when the policy could not be fetched
 	source    netip.Addr     // address to connect from; invalid: the kernel's choice
+	needTLS   bool           // the provider always offers STARTTLS: without it, do not send
 }
 
 // dest prepares delivery on a route the scheduler resolved: the hosts in order (equal
@@ -48,7 +49,7 @@ func (c *Client) dest(ctx context.Context, rt route.Route, source netip.Addr) (*
 		return nil, &failure{reply: reply{enhanced: "5.1.2", permanent: true,
 			text: fmt.Sprintf("invalid destination domain %q: %v", rt.Domain, err)}, err: err}
 	}
-	ds := &dest{c: c, domain: d, haveMX: !rt.Implicit, authentic: rt.Authentic, source: source.Unmap()}
+	ds := &dest{c: c, domain: d, haveMX: !rt.Implicit, authentic: rt.Authentic, source: source.Unmap(), needTLS: rt.RequireTLS}
 	ds.hosts = mxHosts(c.log, rt.MXHosts)
 	if len(ds.hosts) == 0 {
 		return nil, &failure{reply: reply{enhanced: "5.1.2", permanent: true, text: fmt.Sprintf("no valid MX host for %s", d.ASCII)}}

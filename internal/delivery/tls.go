@@ -57,6 +57,12 @@ func (rt *dest) plan(ctx context.Context, h host, hostAuthentic, expandedAuthent
 		p.verifyPKIX = true
 		p.why = "MTA-STS policy enforce"
 	}
+	if rt.needTLS && p.mode == smtpclient.TLSOpportunistic {
+		// The provider's hosts always offer STARTTLS; one that does not has had it
+		// stripped on the way. Unverified, as opportunistic TLS is, but not plain text.
+		p.mode = smtpclient.TLSRequiredStartTLS
+		p.why = "the provider always offers STARTTLS"
+	}
 	return p, nil
 }
 

@@ -42,6 +42,9 @@ type Route struct {
 	// Fallback is set by the scheduler, not the resolver: the destination is paused (it
 	// blocked every source IP) and this batch goes through outbound.fallback_relay.
 	Fallback bool
+	// RequireTLS is set by the scheduler from the provider's shaping profile: the
+	// provider's hosts always offer STARTTLS, so mail to them never goes in plain text.
+	RequireTLS bool
 	// STS is the domain's MTA-STS policy in force (RFC 8461), nil for none; STSReport is
 	// the TLS-RPT result type when a published policy could not be fetched. DANE needs
 	// Authentic, and the TLSA records of each MX host, which delivery looks up when it

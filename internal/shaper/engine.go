@@ -403,7 +403,7 @@ func (e *Engine) grantLocked(l *lane, now time.Time) (*Permit, *Refusal) {
 // permitLocked grants a permit for up to n messages on l and takes them from its
 // allowances at once (Use gives back what the batch does not carry).
 func (e *Engine) permitLocked(l *lane, now time.Time, n int, probe bool) *Permit {
-	p := &Permit{Source: l.ip, MaxMessages: n, Probe: probe, engine: e, lane: l, granted: now}
+	p := &Permit{Source: l.ip, MaxMessages: n, Probe: probe, RequireTLS: l.prof.RequireTLS, engine: e, lane: l, granted: now}
 	e.total++
 	l.open++
 	l.permits[p] = struct{}{}

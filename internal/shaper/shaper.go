@@ -42,6 +42,8 @@ type Permit struct {
 	// Probe: the lane is paused and this one message tests whether the provider takes
 	// mail again.
 	Probe bool
+	// RequireTLS: the provider's profile says its hosts always offer STARTTLS.
+	RequireTLS bool
 
 	engine    *Engine
 	lane      *lane
