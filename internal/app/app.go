@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -371,6 +372,13 @@ func (a *App) buildOutbound() error {
 	a.routes = routes
 	a.engine = buildEngine(cfg, sources, q.Concurrency)
 	a.engine.Notify, a.engine.Logger = a.onTransition, a.log
+	a.engine.Providers = a.classifier.Providers().IDs()
+	for id := range cfg.Shaping.Provider {
+		if id != shaper.DefaultProvider && !slices.Contains(a.engine.Providers, id) {
+			a.log.Warn("shaping.provider names no known provider; its limits apply to nothing", "provider", id,
+				"known", strings.Join(a.engine.Providers, ", "))
+		}
+	}
 	a.engineDirty = make(chan struct{}, 1)
 	a.buildAlerts()
 	a.outcomes = a.buildOutcomes()
@@ -391,6 +399,18 @@ func (a *App) buildOutcomes() *outcome.Recorder {
 	bus.Subscribe(outcome.EventLog(a.events))
 	bus.Subscribe(outcome.Counts(a.db, a.log))
 	bus.Subscribe(outcome.Suppressions(a.db, bus, a.log))
+	if a.engine != nil {
+		// A complaint holds the sending IP's warm-up back for the day.
+		engine := a.engine
+		bus.Subscribe(outcome.SubscriberFunc(func(_ context.Context, evs []outcome.Event) error {
+			for _, ev := range evs {
+				if ev.Event.Event == obs.Complained && ev.Provider != "" {
+					engine.Complained(ev.Provider, ev.SourceIP, ev.Time)
+				}
+			}
+			return nil
+		}))
+	}
 	return &outcome.Recorder{Classifier: a.classifier, Bus: bus}
 }
 

@@ -111,6 +111,12 @@ func parse(file string, data []byte) (Config, error) {
 	if len(cfg.Bounce.BulkSenders) == 0 {
 		cfg.Bounce.BulkSenders = nil
 	}
+	if len(cfg.Shaping.Provider) == 0 {
+		cfg.Shaping.Provider = nil
+	}
+	if len(cfg.Warmup.FirstUse) == 0 {
+		cfg.Warmup.FirstUse = nil
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
 		p := positions.find(und[0])
@@ -291,6 +297,12 @@ func checkType(t reflect.Type, value any) string {
 	case t.Kind() == reflect.Bool:
 		if _, ok := value.(bool); !ok {
 			return fmt.Sprintf("expected a boolean, found %s", tomlTypeName(value))
+		}
+	case t.Kind() == reflect.Float64 || t.Kind() == reflect.Float32:
+		switch value.(type) {
+		case int64, float64:
+		default:
+			return fmt.Sprintf("expected a number, found %s", tomlTypeName(value))
 		}
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		n, ok := value.(int64)

@@ -22,6 +22,9 @@ import (
 type Engine struct {
 	// Profiles by provider id, with DefaultProvider for the rest; nil: DefaultProfiles().
 	Profiles map[string]Profile
+	// Providers are the ids of every known provider (the provider table), which the
+	// admin may pause before they have any traffic.
+	Providers []string
 	// MaxConnections bounds open connections in total (0: 20).
 	MaxConnections int
 	// SourceIPs are our addresses; none: the kernel chooses (one lane per group).

@@ -247,16 +247,23 @@ func (e *Engine) pauseLocked(l *lane, now time.Time, fb Feedback, probeFailed bo
 // resumeLocked ends a pause: the lane sends again at half the rate it had (one
 // connection to start with), and climbs back gradually.
 func (e *Engine) resumeLocked(l *lane, now time.Time, reason, reply string) {
+	wasAdmin := l.adminPause && l.reason == "admin"
 	l.state, l.probeOut, l.adminPause = "", false, false
 	l.pausedUntil = time.Time{}
-	if r := l.rateAtPause; r > 0 {
-		l.rate = math.Max(minRate, r/2)
-	} else if l.paced() {
+	switch {
+	case wasAdmin:
+		// The admin's own pause says nothing of the provider: as before it.
+		l.rate = max(l.rate, l.rateAtPause)
+	case l.rateAtPause > 0:
+		l.rate = math.Max(minRate, l.rateAtPause/2)
+	case l.paced():
 		l.rate = math.Max(minRate, l.rate/2)
 	}
-	l.rateAtCut, l.slowStart, l.lastCut = l.rate, false, now
-	l.tokens, l.tokensAt = 0, now
-	l.allowedConns = 1
+	if !wasAdmin {
+		l.rateAtCut, l.slowStart, l.lastCut = l.rate, false, now
+		l.tokens, l.tokensAt = 0, now
+		l.allowedConns = 1
+	}
 	l.strikes = 0
 	l.coolDown = 0
 	tr := e.transition("resumed", l, now)
@@ -278,6 +285,22 @@ func (e *Engine) transition(kind string, l *lane, now time.Time) Transition {
 		t.Until = l.pausedUntil
 	}
 	return t
+}
+
+// Complained tells the engine of a complaint (a feedback-loop report) about mail sent to
+// provider from ip ("" when the report does not say: every source IP): the day counts as
+// a day of trouble, which holds the IP's warm-up back.
+func (e *Engine) Complained(provider, ip string, now time.Time) {
+	e.init()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range e.lanes {
+		if (l.provider == provider || l.group == provider) && (ip == "" || l.ipKey == ip) {
+			e.rollDay(l, now)
+			l.troubleToday += 1 + l.deliveredToday // more than 5 % of the day, whatever its volume
+			e.dirty.Store(true)
+		}
+	}
 }
 
 // flush hands pending transitions to Notify, in order, outside the engine's lock.

@@ -497,3 +497,36 @@ func TestSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestComplaintHoldsWarmup: a complaint makes the day one of trouble: the warm-up does
+// not advance for it.
+func TestComplaintHoldsWarmup(t *testing.T) {
+	e := &Engine{MaxConnections: 10, Warmup: Warmup{Enabled: true}}
+	for day := range 2 {
+		now := t0.Add(time.Duration(day)*24*time.Hour + time.Hour)
+		p, _ := e.Acquire(google, now)
+		e.Observe(p, Feedback{Delivered: true}, now)
+		p.Release()
+		if day == 0 {
+			e.Complained("google", "", now)
+		}
+	}
+	if st := statusOf(t, e, "google", netip.Addr{}, t0.Add(49*time.Hour)); st.WarmupDay != 1 || st.IPAgeDays != 2 {
+		t.Fatalf("after a day with a complaint: warm-up day %d, age %d; want 1 and 2", st.WarmupDay, st.IPAgeDays)
+	}
+}
+
+// TestAdminResumeKeepsRate: the admin's own pause says nothing about the provider: on
+// resume the lane sends at the rate it had.
+func TestAdminResumeKeepsRate(t *testing.T) {
+	e := &Engine{}
+	p, _ := e.Acquire(yahoo, t0)
+	p.Release()
+	before := *statusOf(t, e, "yahoo", netip.Addr{}, t0).RatePerMinute
+	e.Pause("yahoo", netip.Addr{}, t0)
+	e.Resume("yahoo", netip.Addr{}, t0.Add(time.Second))
+	st := statusOf(t, e, "yahoo", netip.Addr{}, t0.Add(time.Second))
+	if *st.RatePerMinute != before || st.State != StateNormal {
+		t.Fatalf("after the admin's pause and resume: %+v, rate before %v", st, before)
+	}
+}

@@ -3,6 +3,7 @@ package shaper
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -157,7 +158,7 @@ func (e *Engine) Resume(provider string, ip netip.Addr, now time.Time) (int, err
 
 func (e *Engine) adminLocked(provider string, ip netip.Addr, now time.Time, pause bool) (int, error) {
 	_, known := e.profiles[provider]
-	known = known && provider != DefaultProvider
+	known = known && provider != DefaultProvider || slices.Contains(e.Providers, provider)
 	for _, l := range e.lanes {
 		if l.group == provider {
 			known = true

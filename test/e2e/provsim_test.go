@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/repute-mail/repute/internal/testcert"
 	"github.com/repute-mail/repute/test/provsim"
 )
 
@@ -26,7 +27,8 @@ func TestProviderConnectionCap(t *testing.T) {
 	profile := provsim.DefaultProfile(provsim.Microsoft)
 	profile.MaxConnections = 2
 	profile.RatePerMinute = 100000 // only the connection cap matters here
-	sim, err := provsim.Start(provsim.Config{Addr: net.JoinHostPort(simIP, strconv.Itoa(a.ports.SMTP)), Profile: profile})
+	srvTLS, _ := testcert.SelfSigned(t, "mx.provsim.test") // Microsoft always offers STARTTLS
+	sim, err := provsim.Start(provsim.Config{Addr: net.JoinHostPort(simIP, strconv.Itoa(a.ports.SMTP)), Profile: profile, TLS: srvTLS})
 	if err != nil {
 		t.Fatal(err)
 	}
