@@ -7,14 +7,16 @@ import (
 
 // Minimum category accuracy, in percent, of the provider reply sets. They guard against
 // regressions: each is the score the rules reached when the set was last measured, rounded
-// down. tuning.tsv (206 of 208, 99.0%) and heldout.tsv (62 of 62; spent after two
-// measurements, now tuning data) are what the rules were fitted to. heldout2.tsv is the
-// fresh held-out set, measured once after tuning: 38 of 42, 90.5%. That is below the 95%
-// aimed at, and its threshold says so rather than pretending otherwise.
+// down. tuning.tsv (251 of 253, 99.2%), heldout.tsv (62 of 62) and heldout2.tsv (39 of 42
+// after it was spent: measured once at 38 of 42, now tuning data) are what the rules were
+// fitted to. heldout3.tsv is the fresh held-out set, measured once after tuning: 37 of 45,
+// 82.2%. That is below the 95% aimed at, and its threshold says so rather than pretending
+// otherwise.
 const (
 	tuningMinAccuracy  = 98
 	heldOutMinAccuracy = 98
-	freshMinAccuracy   = 90
+	freshMinAccuracy   = 92
+	thirdMinAccuracy   = 82
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -29,9 +31,15 @@ func TestHeldOut(t *testing.T) {
 }
 
 // TestHeldOutFresh classifies the second held-out set (testdata/heldout2.tsv), collected
-// after the first was spent and measured once after tuning.
+// after the first was spent; it was measured once and is now spent too, a regression guard.
 func TestHeldOutFresh(t *testing.T) {
 	scoreReplies(t, "heldout2.tsv", freshMinAccuracy)
+}
+
+// TestHeldOutThird classifies the third held-out set (testdata/heldout3.tsv), collected
+// after heldout2.tsv was spent and measured once after tuning.
+func TestHeldOutThird(t *testing.T) {
+	scoreReplies(t, "heldout3.tsv", thirdMinAccuracy)
 }
 
 // scoreReplies classifies every reply of a testdata file as delivery does, with the MX host
