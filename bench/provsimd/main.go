@@ -32,12 +32,19 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"math"
+	"math/big"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -233,13 +240,18 @@ func start(o *options, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	srvTLS, err := selfSignedTLS()
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range provsim.Providers() {
 		prof, err := o.profile(p)
 		if err != nil {
 			d.close()
 			return nil, err
 		}
-		cfg := provsim.Config{Addr: o.addrs[p], Profile: prof, TimeScale: o.timeScale}
+		// The providers all offer STARTTLS (and a sender may insist on it).
+		cfg := provsim.Config{Addr: o.addrs[p], Profile: prof, TimeScale: o.timeScale, TLS: srvTLS}
 		if o.verbose {
 			cfg.Logf = func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }
 		}
@@ -319,4 +331,24 @@ func main() {
 		os.Exit(1)
 	}
 	d.run()
+}
+
+// selfSignedTLS is a STARTTLS configuration with a fresh self-signed certificate: the
+// simulated providers offer TLS as the real ones do; senders do not verify it (no
+// MTA-STS or DANE here).
+func selfSignedTLS() (*tls.Config, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject: pkix.Name{CommonName: "mx.provsim.test"}, DNSNames: []string{"mx.provsim.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(7 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion: tls.VersionTLS12}, nil
 }
