@@ -149,6 +149,18 @@ func TestProviderBlock(t *testing.T) {
 	if !paused {
 		t.Errorf("provider status does not show the pause: %v", status)
 	}
+	// The pause survives a restart (the engine's state is in the store).
+	a.stop()
+	a.start()
+	status = nil
+	a.cliJSON(t, &status, "provider", "status", "--json")
+	paused = false
+	for _, s := range status {
+		paused = paused || s["provider"] == "microsoft" && s["state"] == "paused" && s["source_ip"] == a.ip
+	}
+	if !paused {
+		t.Errorf("after a restart the pause is gone: %v", status)
+	}
 
 	// After the cool-down (ten simulated minutes), the next message to Microsoft is the
 	// probe: it goes directly, is accepted (the block has ended), and sending resumes.
