@@ -140,8 +140,8 @@ type Scheduler struct {
 	// window (scaled in simulations), so that each provider sees a steady rate rather
 	// than a burst. 0: bulk mail goes as fast as the shaper allows.
 	BulkSpread time.Duration
-	Now      func() time.Time
-	Jitter   func() float64
+	Now        func() time.Time
+	Jitter     func() float64
 
 	wake chan struct{}
 	once sync.Once

@@ -26,7 +26,7 @@ func TestProviderConnectionCap(t *testing.T) {
 	simIP := allocAddr(t, false, a.ports.SMTP)
 	profile := provsim.DefaultProfile(provsim.Microsoft)
 	profile.MaxConnections = 2
-	profile.RatePerMinute = 100000 // only the connection cap matters here
+	profile.RatePerMinute = 100000                         // only the connection cap matters here
 	srvTLS, _ := testcert.SelfSigned(t, "mx.provsim.test") // Microsoft always offers STARTTLS
 	sim, err := provsim.Start(provsim.Config{Addr: net.JoinHostPort(simIP, strconv.Itoa(a.ports.SMTP)), Profile: profile, TLS: srvTLS})
 	if err != nil {
