@@ -228,9 +228,18 @@ category = "bad_mailbox"
 match = ["user unknown"]
 advice = "Local override."
 
-# Remove a built-in rule.
+# Remove built-in rules: the greylisting wordings, and the keyword families that would
+# otherwise still catch "no such user" and "greylisted".
 [[rule]]
 id = "greylisting"
+disabled = true
+
+[[rule]]
+id = "stem-greylisting"
+disabled = true
+
+[[rule]]
+id = "stem-bad-mailbox"
 disabled = true
 
 # A new rule, tried before the built-in ones.
@@ -366,6 +375,8 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`rule "code"`, "bad code pattern"}},
 		{"matches everything", "[[rule]]\nid = \"all\"\ncategory = \"policy\"\n",
 			[]string{`rule "all"`, "needs match"}},
+		{"prior with text", "[[rule]]\nid = \"pt\"\ncategory = \"policy\"\nprior = true\ncodes = [\"5.7\"]\nmatch = [\"a\"]\n",
+			[]string{`rule "pt"`, "prior is for rules with codes only"}},
 		{"no id", "[[rule]]\ncategory = \"policy\"\nmatch = [\"a\"]\n",
 			[]string{"local.toml", "no id"}},
 		{"duplicate id", "[[rule]]\nid = \"d\"\ncategory = \"policy\"\nmatch = [\"a\"]\n[[rule]]\nid = \"d\"\ncategory = \"policy\"\nmatch = [\"b\"]\n",
@@ -470,12 +481,12 @@ func TestBuiltinTables(t *testing.T) {
 	if n := strings.Count(embeddedRules, "\n[[rule]]"); n != len(c.rules) {
 		t.Errorf("rules.toml has %d rules, %d compiled", n, len(c.rules))
 	}
-	// Decisive rules come first, then text rules, then code-only rules.
+	// Decisive rules come first, then text rules and code priors, then code-only rules.
 	rank := func(ru *rule) int {
 		switch {
 		case ru.decisive:
 			return 0
-		case ru.textual:
+		case ru.textual || ru.prior:
 			return 1
 		}
 		return 2
@@ -697,5 +708,27 @@ func TestClassifyReply(t *testing.T) {
 	r := c.ClassifyReply(451, "4.3.0", "temporary failure; earlier reply was 550 5.1.1 user unknown", "")
 	if !r.Temporary {
 		t.Errorf("a 451 read as permanent because its text quotes a 550: %+v", r)
+	}
+}
+
+// TestCodePriors checks that an enhanced code family outweighs the weak policy and
+// transient wordings, and loses to a stronger wording of another category.
+func TestCodePriors(t *testing.T) {
+	c := Default()
+	tests := []struct{ reply, want string }{
+		{"550 5.1.1 Access denied", BadMailbox},                           // prior over "access denied"
+		{"550 5.2.2 Delivery not authorized", MailboxFull},                // prior over policy
+		{"450 4.2.2 Temporary failure, try again later", MailboxFull},     // prior over transient
+		{"552 5.1.1 recipient rejected - quota violation", MailboxFull},   // family over prior
+		{"550 5.1.1 inactive email address", InactiveMailbox},             // family over prior
+		{"550 5.7.1 Access denied", Policy},                               // x.7.1 is no prior
+		{"554 5.7.9 Message not accepted for policy reasons", Policy},     // 5.7.9 is no prior
+		{"550 5.9.9 gibberish", Other},                                    // no family, no prior
+		{"451 4.4.4 Temporary server error. Please try again", Transient}, // 4.4.4 is no prior
+	}
+	for _, tt := range tests {
+		if got := c.Classify(tt.reply); got.Category != tt.want {
+			t.Errorf("Classify(%q) = %s (%s), want %s", tt.reply, got.Category, ruleID(c, tt.reply), tt.want)
+		}
 	}
 }

@@ -10,10 +10,29 @@
 // verdicts and local policy alike; Microsoft uses 5.4.1 for unknown recipients and Yahoo
 // sends "554 30". A mail engineer reads the words, so the classifier does too: rules that
 // match the text are tried first, rules that only look at the enhanced code second
-// (RFC 3463 §3 subject and detail), the basic code (RFC 5321 §4.2) last. A bare "550"
+// (RFC 3463 §3 subject and detail; except the code priors below), the basic code
+// (RFC 5321 §4.2) last. A bare "550"
 // with no recognisable text is "other" with action "bounce": RFC 5321 §4.2.2 gives 550 to
 // unknown mailboxes and policy refusals alike, and suppressing a recipient on a guess
 // would lose mail.
+//
+// Why evidence strengths rather than a list of phrases: rules fitted wording by wording
+// classified 99% of the replies they were written from and 82-90% of fresh ones, because a
+// fresh reply says the same thing in words no rule had seen. So each rule's priority is the
+// strength of its evidence on one scale, and the strongest matching evidence wins (the
+// first match in priority order is the maximum): a provider's own code; then the exact
+// wordings of each category; then keyword families per category, stems tied to their
+// subject within a clause ("quota" or "full" near "mailbox", "relay" near a refusal,
+// "reputation" or "listed" near "IP", "too many", "throttl", "spam"), which carry the
+// category to wordings nobody collected; then the code priors, the RFC 3463 families that
+// name one cause (x.1.1 bad mailbox, x.1.2 and 5.4.4 bad domain, x.2.1 inactive, x.2.2
+// full, x.2.3 and x.3.4 too large, x.1.7 and x.1.8 sender, x.5.3 rate, x.7.20-26
+// authentication, x.7.25 reverse DNS, x.7.10-11 TLS), which outweigh the weak words below
+// them; then the weak words that say only "refused" or "later" (policy, access denied,
+// try again), and last the codes that name no cause (x.7.1, x.4.x, 552, the class).
+// Summing evidence was not needed: the replies that mix categories ("spam score exceeds
+// threshold", "SPF sender invalid") are decided by which evidence is more specific, which
+// is what the scale orders.
 //
 // The exception is a receiver's own status code: Outlook.com's "(S3140)", Yahoo's "[TSS04]",
 // Gmail's 4.7.27, Comcast's "BL000001" each name one documented cause, more precisely than

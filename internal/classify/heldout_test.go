@@ -9,14 +9,17 @@ import (
 // regressions: each is the score the rules reached when the set was last measured, rounded
 // down. tuning.tsv (251 of 253, 99.2%), heldout.tsv (62 of 62) and heldout2.tsv (39 of 42
 // after it was spent: measured once at 38 of 42, now tuning data) are what the rules were
-// fitted to. heldout3.tsv is the fresh held-out set, measured once after tuning: 37 of 45,
-// 82.2%. That is below the 95% aimed at, and its threshold says so rather than pretending
-// otherwise.
+// fitted to. heldout3.tsv was measured once after tuning at 37 of 45, 82.2%; it is spent
+// too: the keyword families and code priors were written looking at its misses among all
+// the other replies, and it scores 45 of 45 (heldout2.tsv 40 of 42) since. heldout4.tsv,
+// collected after that restructuring and measured once, scored 45 of 62 (72.6%): the
+// families did not carry the rules to the 95% aimed at, and its guard says so.
 const (
 	tuningMinAccuracy  = 98
 	heldOutMinAccuracy = 98
-	freshMinAccuracy   = 92
-	thirdMinAccuracy   = 82
+	freshMinAccuracy   = 95
+	thirdMinAccuracy   = 97
+	fourthMinAccuracy  = 72
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -37,9 +40,17 @@ func TestHeldOutFresh(t *testing.T) {
 }
 
 // TestHeldOutThird classifies the third held-out set (testdata/heldout3.tsv), collected
-// after heldout2.tsv was spent and measured once after tuning.
+// after heldout2.tsv was spent and measured once after tuning; it is spent now, a
+// regression guard.
 func TestHeldOutThird(t *testing.T) {
 	scoreReplies(t, "heldout3.tsv", thirdMinAccuracy)
+}
+
+// TestHeldOutFourth classifies the fourth held-out set (testdata/heldout4.tsv), collected
+// after the rules were restructured into keyword families and code priors, and measured
+// once.
+func TestHeldOutFourth(t *testing.T) {
+	scoreReplies(t, "heldout4.tsv", fourthMinAccuracy)
 }
 
 // scoreReplies classifies every reply of a testdata file as delivery does, with the MX host

@@ -44,6 +44,7 @@ type ruleSpec struct {
 	Action    string   `toml:"action"`
 	Priority  int      `toml:"priority"`
 	Decisive  bool     `toml:"decisive"`
+	Prior     bool     `toml:"prior"`
 	Advice    string   `toml:"advice"`
 	URL       string   `toml:"url"`
 	Disabled  bool     `toml:"disabled"`
@@ -66,6 +67,7 @@ type rule struct {
 	// Ordering.
 	decisive bool // tried before every rule that is not
 	textual  bool // has match, regexp or require
+	prior    bool // code-only, but ranked with the text rules by its priority
 	admin    bool // from a file given to Load
 	priority int
 	seq      int // position in the merged list
@@ -234,14 +236,15 @@ func (c *Classifier) buildRules(srcs []*source) error {
 			c.rules = append(c.rules, ru)
 		}
 	}
-	// Decisive rules first, then text rules, then code-only rules; within each, admin
-	// rules first, then by priority (higher first), then in file order.
+	// Decisive rules first, then text rules and code priors, then the other code-only
+	// rules; within each, admin rules first, then by priority (higher first), then in file
+	// order.
 	slices.SortStableFunc(c.rules, func(a, b *rule) int {
 		switch {
 		case a.decisive != b.decisive:
 			return boolOrder(a.decisive, b.decisive)
-		case a.textual != b.textual:
-			return boolOrder(a.textual, b.textual)
+		case a.ranked() != b.ranked():
+			return boolOrder(a.ranked(), b.ranked())
 		case a.admin != b.admin:
 			return boolOrder(a.admin, b.admin)
 		case a.priority != b.priority:
@@ -251,6 +254,10 @@ func (c *Classifier) buildRules(srcs []*source) error {
 	})
 	return nil
 }
+
+// ranked reports whether the rule is ordered among the text rules: it has text, or it is a
+// code prior (an enhanced code family strong enough to outweigh the weaker wordings).
+func (ru *rule) ranked() bool { return ru.textual || ru.prior }
 
 // boolOrder sorts true before false.
 func boolOrder(a, b bool) int {
@@ -275,6 +282,7 @@ func (c *Classifier) compileRule(spec ruleSpec, s *source) (*rule, error) {
 		admin:     s.admin,
 		priority:  spec.Priority,
 		decisive:  spec.Decisive,
+		prior:     spec.Prior,
 	}
 	if !slices.Contains(Categories, spec.Category) {
 		return nil, s.errorf(spec.ID, "unknown category %q", spec.Category)
@@ -316,6 +324,9 @@ func (c *Classifier) compileRule(spec ruleSpec, s *source) (*rule, error) {
 	ru.textual = len(ru.match)+len(ru.res)+len(ru.require) > 0
 	if !ru.textual && len(ru.codes) == 0 {
 		return nil, s.errorf(spec.ID, "needs match, regexp, require or codes")
+	}
+	if ru.prior && (ru.textual || ru.decisive) {
+		return nil, s.errorf(spec.ID, "prior is for rules with codes only, not decisive")
 	}
 	return ru, nil
 }
