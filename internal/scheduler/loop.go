@@ -24,6 +24,7 @@ type loop struct {
 	flight    map[int64]bool                // of held, entries whose batch is running
 	reclaimed map[int64]store.QueueEntry    // in flight, put back by their batch and claimed again
 	bulk      spread                        // paces the claims of bulk mail (BulkSpread)
+	told      map[int64]bool                // of held, entries whose wait in memory has its throttled event
 	groups    map[string]*group             // waiting entries by destination group
 	order     []string                      // groups in round-robin order
 	pending   map[string][]store.QueueEntry // entries whose domain's route is being resolved
@@ -82,7 +83,7 @@ type resolvedRoute struct {
 }
 
 func newLoop(s *Scheduler) *loop {
-	return &loop{s: s, held: map[int64]bool{}, flight: map[int64]bool{}, reclaimed: map[int64]store.QueueEntry{},
+	return &loop{s: s, held: map[int64]bool{}, flight: map[int64]bool{}, reclaimed: map[int64]store.QueueEntry{}, told: map[int64]bool{},
 		groups: map[string]*group{}, pending: map[string][]store.QueueEntry{},
 		resolving: map[string]bool{}, results: make(chan *batch), resolved: make(chan resolvedRoute)}
 }
@@ -159,6 +160,7 @@ func (l *loop) release(e store.QueueEntry) {
 		return
 	}
 	delete(l.held, e.ID)
+	delete(l.told, e.ID)
 	if e.Class == store.ClassBulk {
 		l.heldBulk--
 	}
@@ -326,7 +328,28 @@ func (l *loop) refused(ctx context.Context, g *group, next time.Time, reason str
 	g.until, g.reason = next, reason
 	if next.Sub(l.s.Now()) > l.s.HoldBack {
 		l.requeue(ctx, g)
+		return
 	}
+	l.tell(ctx, g)
+}
+
+// tell publishes a throttled event (reason and when it may go) for each of group g's
+// waiting entries that the shaper now holds back in memory, once per entry and claim:
+// every delay Repute imposes on itself is in the event log, a short one too.
+func (l *loop) tell(ctx context.Context, g *group) {
+	now := l.s.Now()
+	var events []outcome.Event
+	for _, w := range g.ready {
+		w.each(func(e store.QueueEntry) {
+			if l.told[e.ID] {
+				return
+			}
+			l.told[e.ID] = true
+			events = append(events, outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID,
+				From: e.From, Rcpt: e.Rcpt, Provider: w.rt.Provider, Reason: g.reason, NextAttempt: g.until}})
+		})
+	}
+	l.s.publish(ctx, events)
 }
 
 // requeue puts group g's waiting entries back in the queue, due when its refusal ends,

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/store"
 	"github.com/repute-mail/repute/internal/testcert"
 	"github.com/repute-mail/repute/test/provsim"
@@ -188,6 +191,22 @@ func TestCampaign(t *testing.T) {
 					t.Errorf("%s accepted %d of %d", p, c.Accepted, mix[p])
 				}
 			}
+			// Every delay Repute imposed on itself is explained: a throttled event with a
+			// reason and the time the message may go.
+			reasons := map[string]int{}
+			for _, ev := range a.rawEvents(t) {
+				if ev.Event == "throttled" {
+					reasons[ev.Reason]++
+					if ev.NextAttempt.IsZero() || !strings.Contains("cap rate backoff paused connections", ev.Reason) {
+						t.Errorf("throttled event without a reason or a time: %+v", ev)
+						break
+					}
+				}
+			}
+			t.Logf("throttled events by reason: %v", reasons)
+			if reasons["rate"]+reasons["backoff"] == 0 {
+				t.Error("no throttled event for the pacing")
+			}
 			ratio := took.Seconds() / ideal.Seconds()
 			t.Logf("limits×%v: %d messages in %v; ideal %v; %.2f× the ideal", factor, n, took.Round(10*time.Millisecond), ideal.Round(10*time.Millisecond), ratio)
 			if ratio > 1.3 {
@@ -198,4 +217,19 @@ func TestCampaign(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rawEvents reads the server's mail-event log whole, every field.
+func (s *server) rawEvents(t *testing.T) []obs.Event {
+	t.Helper()
+	f, err := os.Open(filepath.Join(s.dataDir, "events.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []obs.Event
+	if err := obs.ReadEvents(f, func(e obs.Event) error { out = append(out, e); return nil }); err != nil {
+		t.Errorf("events.log: %v", err)
+	}
+	return out
 }
