@@ -218,13 +218,7 @@ func (a *App) mailPostmaster(ctx context.Context, msg []byte) error {
 	targets, err := a.db.Resolve(ctx, addr)
 	switch {
 	case err == nil:
-		for _, t := range targets {
-			if t.UserID != 0 {
-				d.Local = append(d.Local, store.LocalTarget{UserID: t.UserID})
-			} else {
-				d.Remote = append(d.Remote, t.Address)
-			}
-		}
+		d.AddTargets(targets)
 	default:
 		return fmt.Errorf("postmaster@%s: %w", domain, err)
 	}

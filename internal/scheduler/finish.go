@@ -300,13 +300,7 @@ func (s *Scheduler) notice(ctx context.Context, fs []failure, now, retryUntil ti
 	targets, err := s.DB.Resolve(ctx, sender)
 	switch {
 	case err == nil:
-		for _, t := range targets {
-			if t.UserID != 0 {
-				d.Local = append(d.Local, store.LocalTarget{UserID: t.UserID})
-			} else {
-				d.Remote = append(d.Remote, t.Address)
-			}
-		}
+		d.AddTargets(targets)
 	case errors.Is(err, store.ErrNotLocal):
 		d.Remote = []string{sender.String()}
 	case errors.Is(err, store.ErrNoSuchUser):

@@ -106,6 +106,18 @@ type Stored struct {
 	UID       uint32
 }
 
+// AddTargets addresses d to what Resolve returned for one recipient: local users'
+// mailboxes, and remote addresses (an alias that forwards) through the queue.
+func (d *Delivery) AddTargets(targets []Target) {
+	for _, t := range targets {
+		if t.UserID != 0 {
+			d.Local = append(d.Local, LocalTarget{UserID: t.UserID})
+		} else {
+			d.Remote = append(d.Remote, t.Address)
+		}
+	}
+}
+
 // Accept durably stores a message: its body once, a copy in each local target's mailbox and
 // a queue entry per remote recipient. It returns after the group commit is on disk.
 func (db *DB) Accept(ctx context.Context, d *Delivery) ([]Stored, error) {
