@@ -259,6 +259,8 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 	if now.Before(g.until) {
 		if g.until.Sub(now) > s.HoldBack {
 			l.requeue(ctx, g)
+		} else {
+			l.spill(ctx, g) // entries claimed since the refusal count too
 		}
 		return false
 	}
@@ -330,7 +332,58 @@ func (l *loop) refused(ctx context.Context, g *group, next time.Time, reason str
 		l.requeue(ctx, g)
 		return
 	}
+	l.spill(ctx, g)
 	l.tell(ctx, g)
+}
+
+// spill bounds what a group held back by its rate keeps in memory (the lookahead): a
+// provider at its limit must not fill the claim budget and starve the others. Beyond
+// lookahead entries, the newest bulk ones first go back to the queue, due after
+// HoldBack; they would have waited for the rate anyway.
+func (l *loop) spill(ctx context.Context, g *group) {
+	if len(l.held) < l.s.ActiveLimit/2 {
+		return // room enough for everyone: keep what is claimed
+	}
+	limit := max(l.s.ActiveLimit/8, 2*l.s.BatchSize)
+	n := 0
+	for _, w := range g.ready {
+		n += w.len()
+	}
+	if n <= limit {
+		return
+	}
+	var ids []int64
+	var out []store.QueueEntry
+	for _, d := range slices.Backward(g.domains) {
+		w := g.ready[d]
+		for n > limit && len(w.bulk) > 0 {
+			e := w.bulk[len(w.bulk)-1]
+			w.bulk = w.bulk[:len(w.bulk)-1]
+			ids, out, n = append(ids, e.ID), append(out, e), n-1
+		}
+		for n > limit && len(w.urgent) > 1 {
+			e := w.urgent[len(w.urgent)-1]
+			w.urgent = w.urgent[:len(w.urgent)-1]
+			ids, out, n = append(ids, e.ID), append(out, e), n-1
+		}
+	}
+	next := l.s.Now().Add(l.s.HoldBack)
+	if err := l.s.DB.QueueRequeue(ctx, ids, next); err != nil {
+		l.s.Logger.Error("queue: returning a held-back group's overflow failed; it waits here", "group", g.key, "err", err)
+		for _, e := range out {
+			l.file(g.ready[e.Domain].rt, e) // put back where it was
+		}
+		return
+	}
+	for _, e := range out {
+		l.release(e)
+	}
+	for d, w := range g.ready {
+		if w.len() == 0 {
+			delete(g.ready, d)
+			g.domains = slices.DeleteFunc(g.domains, func(x string) bool { return x == d })
+		}
+	}
 }
 
 // tell publishes a throttled event (reason and when it may go) for each of group g's

@@ -374,3 +374,60 @@ func TestBulkSpread(t *testing.T) {
 	}
 	waitFor(t, "the rest of the backlog by the end of the window", func() bool { return len(f.entries(t)) == 0 })
 }
+
+// slowGroup paces one group (a refusal for "rate" that lasts a moment, every time but
+// one in ten) and lets the built-in limits decide for the others.
+type slowGroup struct {
+	group string
+	limits
+	mu sync.Mutex
+	n  int
+}
+
+func (s *slowGroup) Acquire(rt route.Route, now time.Time) (*shaper.Permit, *shaper.Refusal) {
+	if rt.Group == s.group {
+		s.mu.Lock()
+		s.n++
+		n := s.n
+		s.mu.Unlock()
+		if n%10 != 0 {
+			return nil, &shaper.Refusal{Next: now.Add(time.Millisecond), Reason: shaper.ReasonRate}
+		}
+	}
+	return s.limits.Acquire(rt, now)
+}
+
+// TestLookaheadBounded: a destination held back by its rate with a large backlog keeps
+// only part of the claim budget in memory; mail for other destinations, queued after the
+// backlog, is claimed and delivered meanwhile.
+func TestLookaheadBounded(t *testing.T) {
+	var fast atomic.Int64
+	d := &scripted{answer: func(rcpt string) delivery.Attempt {
+		if strings.HasSuffix(rcpt, "@fast.test") {
+			fast.Add(1)
+		}
+		return delivery.Attempt{Code: 250}
+	}}
+	f := newFixture(t, d)
+	f.sched.ActiveLimit, f.sched.BatchSize = 400, 10
+	f.sched.Shaper = &slowGroup{group: "slow.test"}
+	var slow []string
+	for i := range 2000 {
+		slow = append(slow, fmt.Sprintf("u%04d@slow.test", i))
+	}
+	if _, err := f.db.Accept(context.Background(), &store.Delivery{MsgID: store.NewID(f.now), From: "news@a.test",
+		Body: []byte("x\r\n"), Remote: slow, Received: f.now}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t)
+	time.Sleep(50 * time.Millisecond)
+	var others []string
+	for i := range 20 {
+		others = append(others, fmt.Sprintf("v%02d@fast.test", i))
+	}
+	f.queue(t, "alice@a.test", others...)
+	waitFor(t, "the other destination's mail", func() bool { return fast.Load() == 20 })
+	if n := len(f.entries(t)); n < 1000 {
+		t.Fatalf("%d entries left: the slow destination was not held back, the test shows nothing", n)
+	}
+}
