@@ -18,7 +18,9 @@
 // Claimed entries wait in memory, per group, for a permit (at most ActiveLimit of each
 // class, like Postfix's active queue). Transactional mail is claimed and sent before bulk
 // mail (newsletters, campaigns), each class with its own budget, so a bulk backlog
-// never delays a password reset. The claim is served by the (state, next_attempt) index,
+// never delays a password reset. A destination that the shaper holds back by its rate
+// keeps only a share of the budget in memory (the lookahead is bounded), so a provider
+// at its limit never keeps another provider's mail from being claimed. The claim is served by the (state, next_attempt) index,
 // so it costs the same with a thousand or a million entries queued: leased entries move
 // out of the due range, and nothing is re-read while it is in flight.
 //
