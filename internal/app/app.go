@@ -339,8 +339,9 @@ func (a *App) buildOutbound() error {
 		return err
 	}
 	router := delivery.Router{Default: def, Routes: map[string]delivery.Deliverer{}}
-	if o.FallbackRelay != "" {
-		if router.Fallback, err = newClient(o.FallbackRelay, o.RelayTLS, o.RelayUsername, o.RelayPasswordFile); err != nil {
+	router.Fallbacks = map[string]delivery.Deliverer{}
+	for _, relay := range fallbackRelays(cfg) {
+		if router.Fallbacks[relay], err = newClient(relay, o.RelayTLS, o.RelayUsername, o.RelayPasswordFile); err != nil {
 			return err
 		}
 	}

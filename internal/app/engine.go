@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ func buildEngine(cfg config.Config, sources []netip.Addr, concurrency int) *shap
 		if o.WarmupStart != nil {
 			p.WarmupStart = *o.WarmupStart
 		}
+		if o.FallbackRelay != "" {
+			p.FallbackRelay = o.FallbackRelay
+		}
 		if p.StartPerMinute > p.MessagesPerMinute && p.MessagesPerMinute > 0 {
 			p.StartPerMinute = p.MessagesPerMinute
 		}
@@ -70,9 +74,24 @@ func buildEngine(cfg config.Config, sources []netip.Addr, concurrency int) *shap
 	}
 	sh := cfg.Shaping
 	return &shaper.Engine{Profiles: profiles, MaxConnections: concurrency, SourceIPs: sources, FirstUse: first,
-		Warmup:   shaper.Warmup{Enabled: cfg.Warmup.Enabled, Days: cfg.Warmup.Days, DoublingDays: cfg.Warmup.DoublingDays},
-		Fallback: cfg.Outbound.FallbackRelay != "", CoolDown: sh.CoolDown.Duration, MaxCoolDown: sh.MaxCoolDown.Duration,
+		Warmup:        shaper.Warmup{Enabled: cfg.Warmup.Enabled, Days: cfg.Warmup.Days, DoublingDays: cfg.Warmup.DoublingDays},
+		FallbackRelay: cfg.Outbound.FallbackRelay, CoolDown: sh.CoolDown.Duration, MaxCoolDown: sh.MaxCoolDown.Duration,
 		Round: sh.Round.Duration, TimeScale: sh.TimeScale}
+}
+
+// fallbackRelays lists every fallback relay of the configuration: outbound's and the
+// providers' own.
+func fallbackRelays(cfg config.Config) []string {
+	var out []string
+	if r := cfg.Outbound.FallbackRelay; r != "" {
+		out = append(out, r)
+	}
+	for _, p := range cfg.Shaping.Provider {
+		if p.FallbackRelay != "" && !slices.Contains(out, p.FallbackRelay) {
+			out = append(out, p.FallbackRelay)
+		}
+	}
+	return out
 }
 
 // restoreEngine loads the engine's saved state. A state that cannot be read is logged

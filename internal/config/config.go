@@ -121,6 +121,9 @@ type ProviderShaping struct {
 	ConnectionsPerMinute  float64 `toml:"connections_per_minute"`
 	RequireTLS            *bool   `toml:"require_tls"`
 	WarmupStart           *int    `toml:"warmup_start"` // the first day's cap; 0 = no warm-up for this provider
+	// FallbackRelay carries this provider's mail while it is paused ("host:port"; the
+	// relay_* keys of [outbound] apply); "" = outbound.fallback_relay.
+	FallbackRelay string `toml:"fallback_relay"`
 }
 
 // Warmup configures the automatic IP warm-up: a new source IP's mail to each provider is

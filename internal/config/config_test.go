@@ -351,6 +351,7 @@ func TestValidationErrors(t *testing.T) {
 		{"first use not an IP", "[warmup]\nfirst_use = { \"mx.example.com\" = 2026-01-10 }\n", "warmup.first_use", 2, 1, "not an IP address"},
 		{"first use not a date", "[warmup]\nfirst_use = { \"192.0.2.1\" = \"yesterday\" }\n", "warmup.first_use.\"192.0.2.1\"", 2, 15, "expected a date"},
 		{"warm-up days", "[warmup]\ndays = 0\n", "warmup.days", 2, 1, "allowed from 1 to 365"},
+		{"provider fallback relay", "[shaping.provider.yahoo]\nfallback_relay = \"nohost\"\n", "shaping.provider.yahoo.fallback_relay", 2, 1, "not a host:port"},
 		{"webhook scheme", "[alerts]\nwebhook_url = \"ftp://example.com/hook\"\n", "alerts.webhook_url", 2, 1, "not an http"},
 		{"fallback and relay", "[outbound]\nrelay = \"smart.example.net:587\"\nfallback_relay = \"fb.example.net:25\"\n", "outbound.fallback_relay", 3, 1, "already goes through outbound.relay"},
 		{"debug not loopback", "[listen]\ndebug = \"0.0.0.0:6060\"\n", "listen.debug", 2, 1, "must stay on a loopback address"},

@@ -282,6 +282,10 @@ func (c *Config) validateShaping(v *validator) {
 				v.addf(key+"."+n.k, "%s.%s = %v: allowed from 0 (the built-in value) to %v", key, n.k, n.val, n.max)
 			}
 		}
+		if p.FallbackRelay != "" {
+			checkRelay(v, relayKeys{key + ".fallback_relay", "outbound.relay_tls", "outbound.relay_username", "outbound.relay_password_file"},
+				p.FallbackRelay, "", "", "")
+		}
 		if p.WarmupStart != nil && (*p.WarmupStart < 0 || *p.WarmupStart > 1e7) {
 			v.addf(key+".warmup_start", "%s.warmup_start = %d: allowed from 0 (no warm-up) to 10000000", key, *p.WarmupStart)
 		}

@@ -40,8 +40,9 @@ type Route struct {
 	Group     string   // the destination group: Provider, "mx:<hosts>" or "relay:<host:port>"
 	Relay     string   // "host:port" of the smarthost mail for Domain goes through; "" = direct
 	// Fallback is set by the scheduler, not the resolver: the destination is paused (it
-	// blocked every source IP) and this batch goes through outbound.fallback_relay.
-	Fallback bool
+	// blocked every source IP) and this batch goes through this fallback relay
+	// ("host:port"); "" for none.
+	Fallback string
 	// RequireTLS is set by the scheduler from the provider's shaping profile: the
 	// provider's hosts always offer STARTTLS, so mail to them never goes in plain text.
 	RequireTLS bool

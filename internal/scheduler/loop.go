@@ -290,7 +290,7 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 	if b.permit != nil {
 		b.permit.Use(len(b.entries))
 		b.rt.Fallback = b.permit.Fallback
-		b.rt.RequireTLS = b.permit.RequireTLS && !b.permit.Fallback
+		b.rt.RequireTLS = b.permit.RequireTLS && b.permit.Fallback == ""
 	}
 	g.domains = append(g.domains[:i], g.domains[i+1:]...)
 	if w.len() > 0 {

@@ -33,9 +33,9 @@ type Engine struct {
 	// theirs at their first delivery.
 	FirstUse map[netip.Addr]time.Time
 	Warmup   Warmup
-	// Fallback: a fallback relay is configured; a group paused on every source IP then
-	// gets permits to go through it.
-	Fallback bool
+	// FallbackRelay is outbound.fallback_relay ("host:port", "" none): a group paused on
+	// every source IP gets permits to go through it (or through its profile's own).
+	FallbackRelay string
 	// FallbackConnections bounds connections to the fallback relay (0: 10).
 	FallbackConnections int
 	// CoolDown is the first pause's length before a probe (0: an hour); each failed
@@ -274,8 +274,8 @@ func (e *Engine) Acquire(rt route.Route, now time.Time) (*Permit, *Refusal) {
 			best = r
 		}
 	}
-	if allPaused && e.Fallback {
-		if p := e.fallbackLocked(rt); p != nil {
+	if relay := e.fallbackRelay(rt.Provider); allPaused && relay != "" {
+		if p := e.fallbackLocked(rt, relay); p != nil {
 			return p, nil
 		}
 		return nil, &Refusal{Reason: ReasonPaused}
@@ -433,9 +433,18 @@ func (e *Engine) charge(l *lane, n int) {
 	l.roundSent += n
 }
 
+// fallbackRelay is the fallback relay for a provider's mail: its profile's, else
+// outbound.fallback_relay, else "".
+func (e *Engine) fallbackRelay(provider string) string {
+	if _, p := e.profile(provider); p.FallbackRelay != "" {
+		return p.FallbackRelay
+	}
+	return e.FallbackRelay
+}
+
 // fallbackLocked grants a connection through the fallback relay for a group paused on
 // every source IP.
-func (e *Engine) fallbackLocked(rt route.Route) *Permit {
+func (e *Engine) fallbackLocked(rt route.Route, relay string) *Permit {
 	limit := e.FallbackConnections
 	if limit <= 0 {
 		limit = 10
@@ -451,7 +460,7 @@ func (e *Engine) fallbackLocked(rt route.Route) *Permit {
 		per = 50
 	}
 	g := rt.Group
-	p := &Permit{MaxMessages: per, Fallback: true, engine: e}
+	p := &Permit{MaxMessages: per, Fallback: relay, engine: e}
 	p.release = func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()

@@ -136,7 +136,7 @@ func throttles(fb Feedback) bool {
 // holdFor is when a message held back by a pause of l is due again: at once when the
 // fallback relay takes it, else when the probe is due.
 func (e *Engine) holdFor(l *lane, now time.Time) time.Time {
-	if e.Fallback || l.adminPause {
+	if e.fallbackRelay(l.provider) != "" || l.adminPause {
 		return now
 	}
 	return l.pausedUntil

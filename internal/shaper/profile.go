@@ -30,6 +30,9 @@ type Profile struct {
 	RequireTLS bool
 	// WarmupStart is the daily cap on a new IP's first day; 0: no warm-up for this provider.
 	WarmupStart int
+	// FallbackRelay carries the provider's mail while it is paused on every source IP
+	// ("host:port"); "": outbound.fallback_relay.
+	FallbackRelay string
 }
 
 // DefaultProvider is the profile of destinations that are no known provider (an "mx:"

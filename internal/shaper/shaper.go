@@ -36,9 +36,9 @@ const (
 type Permit struct {
 	Source      netip.Addr // our address to connect from; the zero Addr lets the kernel choose
 	MaxMessages int        // messages the connection may carry
-	// Fallback: the group is paused on every source IP; the batch goes through the
-	// fallback relay instead of the group's own hosts.
-	Fallback bool
+	// Fallback is the relay ("host:port") the batch goes through instead of the group's
+	// own hosts: the group is paused on every source IP. "": none.
+	Fallback string
 	// Probe: the lane is paused and this one message tests whether the provider takes
 	// mail again.
 	Probe bool

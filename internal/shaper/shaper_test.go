@@ -356,9 +356,9 @@ func TestPauseOneIP(t *testing.T) {
 		t.Fatalf("a domain block left an IP sending: %+v", r)
 	}
 	// With a fallback relay, a provider paused on every IP goes through it.
-	e.Fallback = true
+	e.FallbackRelay = "fallback.example.net:25"
 	f, r := e.Acquire(google, now)
-	if r != nil || !f.Fallback {
+	if r != nil || f.Fallback != "fallback.example.net:25" {
 		t.Fatalf("fallback: %+v %+v", f, r)
 	}
 	f.Release()
@@ -528,5 +528,26 @@ func TestAdminResumeKeepsRate(t *testing.T) {
 	st := statusOf(t, e, "yahoo", netip.Addr{}, t0.Add(time.Second))
 	if *st.RatePerMinute != before || st.State != StateNormal {
 		t.Fatalf("after the admin's pause and resume: %+v, rate before %v", st, before)
+	}
+}
+
+// TestFallbackPerProvider: a provider's own fallback relay wins over the global one.
+func TestFallbackPerProvider(t *testing.T) {
+	profiles := DefaultProfiles()
+	y := profiles["yahoo"]
+	y.FallbackRelay = "yahoo-relay.example.net:25"
+	e := &Engine{FallbackRelay: "relay.example.net:25", Profiles: map[string]Profile{"yahoo": y}}
+	for _, tc := range []struct {
+		rt   route.Route
+		want string
+	}{{yahoo, "yahoo-relay.example.net:25"}, {google, "relay.example.net:25"}} {
+		p, _ := e.Acquire(tc.rt, t0)
+		e.Observe(p, block(), t0)
+		p.Release()
+		f, r := e.Acquire(tc.rt, t0)
+		if r != nil || f.Fallback != tc.want {
+			t.Errorf("%s paused: %+v %+v, want through %s", tc.rt.Group, f, r, tc.want)
+		}
+		f.Release()
 	}
 }
