@@ -556,3 +556,18 @@ func (p *spread) nextToken(now time.Time) (time.Time, bool) {
 	}
 	return now.Add(time.Duration((1 - p.tokens) / p.rate * float64(time.Second))), true
 }
+
+// forgetResumed ends the loop's own hold of groups resumed meanwhile (Resumed), so that
+// their mail goes at once instead of when the old refusal would have ended.
+func (l *loop) forgetResumed() {
+	s := l.s
+	s.heldMu.Lock()
+	resumed := s.resumed
+	s.resumed = nil
+	s.heldMu.Unlock()
+	for key := range resumed {
+		if g := l.groups[key]; g != nil {
+			g.until, g.reason = time.Time{}, ""
+		}
+	}
+}

@@ -148,8 +148,9 @@ type Scheduler struct {
 	wake chan struct{}
 	once sync.Once
 
-	heldMu sync.Mutex
-	held   map[string]map[string]bool // domains put back while their group was paused, by group
+	heldMu  sync.Mutex
+	held    map[string]map[string]bool // domains put back while their group was paused, by group
+	resumed map[string]bool            // groups resumed since the loop last looked
 }
 
 // noteHeld remembers that entries of domain wait for their group's pause to end.
@@ -172,6 +173,10 @@ func (s *Scheduler) Resumed(ctx context.Context, group string) {
 	s.heldMu.Lock()
 	domains := s.held[group]
 	delete(s.held, group)
+	if s.resumed == nil {
+		s.resumed = map[string]bool{}
+	}
+	s.resumed[group] = true
 	s.heldMu.Unlock()
 	for d := range domains {
 		if _, err := s.DB.QueueRetry(ctx, store.QueueSelector{Domain: d}); err != nil {
@@ -269,6 +274,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		if ctx.Err() == nil {
+			l.forgetResumed()
 			l.claim(ctx)
 			l.dispatch(ctx)
 		}

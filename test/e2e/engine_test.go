@@ -229,3 +229,43 @@ func TestTransactionalFirst(t *testing.T) {
 		t.Error("the backlog was gone before the transactional message: the test shows nothing")
 	}
 }
+
+// TestProviderPauseResume: the admin pauses a provider on the running server; mail to it
+// waits (a throttled event says why) while other mail flows; resume sends it at once.
+func TestProviderPauseResume(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	a := campaignServer(t, z, 1, serverOptions{})
+	ps := startSims(t, z, a.opts.RemotePort, 1, provsim.DefaultProfile(provsim.Yahoo), provsim.DefaultProfile(provsim.Google))
+	a.start()
+	if out := a.mustCLI("", "provider", "pause", "yahoo"); !strings.Contains(out, "paused yahoo") {
+		t.Fatalf("provider pause: %q", out)
+	}
+	a.submit(t, "alice", []string{"friend@yahoo.test", "friend@gmail.test"}, "while paused "+uniqueID())
+	waitFor(t, 10*time.Second, "Gmail's copy", func() (bool, string) { return ps.sims[provsim.Google].Total().Accepted == 1, "" })
+	time.Sleep(time.Second)
+	if n := ps.sims[provsim.Yahoo].Total().Connections; n != 0 {
+		t.Fatalf("%d connections to the paused Yahoo", n)
+	}
+	var status []map[string]any
+	a.cliJSON(t, &status, "provider", "status", "--json")
+	found := false
+	for _, s := range status {
+		found = found || s["provider"] == "yahoo" && s["state"] == "paused" && s["reason"] == "admin"
+	}
+	if !found {
+		t.Errorf("status does not show the admin's pause: %v", status)
+	}
+	if evs := eventsFor(a.events(t), "throttled", "friend@yahoo.test"); len(evs) == 0 {
+		t.Error("no throttled event for the mail held by the pause")
+	}
+	resumed := time.Now()
+	a.mustCLI("", "provider", "resume", "yahoo")
+	took := waitFor(t, 10*time.Second, "Yahoo's copy after the resume", func() (bool, string) {
+		return ps.sims[provsim.Yahoo].Total().Accepted == 1, ""
+	})
+	t.Logf("delivered %v after the resume (%v)", took.Round(time.Millisecond), time.Since(resumed).Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("the resume took %v to act", took)
+	}
+}
