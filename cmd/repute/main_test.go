@@ -192,3 +192,15 @@ func TestDefaultConfigPath(t *testing.T) {
 		t.Errorf("config check --config over $REPUTE_CONFIG: %d %q %q", code, out, errs)
 	}
 }
+
+func TestTermSafe(t *testing.T) {
+	for in, want := range map[string]string{
+		"550 5.7.1 blocked":            "550 5.7.1 blocked",
+		"550 \x1b[2Jcleared\r":         "550 ?[2Jcleared?",
+		"tab\tkept, é kept, \u009b no": "tab\tkept, é kept, ? no",
+	} {
+		if got := termSafe(in); got != want {
+			t.Errorf("termSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -62,17 +62,17 @@ func cmdProviderStatus(e *env, args []string) error {
 		} else if r.State == shaper.StatePaused {
 			until = "resume"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%dd\t%s\t%d\t%s\t%s\t%d/%d\t%s\t%s\n", r.Provider, ip, r.State, r.IPAgeDays,
-			capText, r.SentToday, rate, r.Trend, r.OpenConnections, r.MaxConnections, until, r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%dd\t%s\t%d\t%s\t%s\t%d/%d\t%s\t%s\n", termSafe(r.Provider), ip, r.State, r.IPAgeDays,
+			capText, r.SentToday, rate, r.Trend, r.OpenConnections, r.MaxConnections, until, termSafe(r.Reason))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, r := range rows {
 		if r.State == shaper.StatePaused && r.Reason != "admin" {
-			fmt.Fprintf(e.stdout, "\n%s from %s: %s\n  %s\n", r.Provider, orDefault(r.SourceIP), r.Reply, r.Advice)
+			fmt.Fprintf(e.stdout, "\n%s from %s: %s\n  %s\n", r.Provider, orDefault(r.SourceIP), termSafe(r.Reply), termSafe(r.Advice))
 			if r.URL != "" {
-				fmt.Fprintf(e.stdout, "  %s\n", r.URL)
+				fmt.Fprintf(e.stdout, "  %s\n", termSafe(r.URL))
 			}
 		}
 	}

@@ -23,10 +23,22 @@ func cmdQueueList(e *env, args []string) error {
 }
 
 func shorten(s string, n int) string {
+	s = termSafe(s)
 	if len(s) <= n {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// termSafe makes text that came from outside (a remote server's reply) safe to print on
+// a terminal: control characters (escape sequences, carriage returns) become "?".
+func termSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func cmdQueueShow(e *env, args []string) error {
@@ -53,7 +65,7 @@ func cmdQueueShow(e *env, args []string) error {
 		}
 		for _, kv := range [][2]string{{"id", strconv.FormatInt(q.ID, 10)}, {"message", q.MsgID}, {"from", "<" + q.From + ">"},
 			{"to", "<" + q.Rcpt + ">"}, {"size", strconv.FormatInt(q.Size, 10)}, {"queued", unix(q.Created)},
-			{"attempts", strconv.Itoa(q.Attempts)}, {"next attempt", next}, {"last MX", q.LastMX}, {"last error", q.LastError}} {
+			{"attempts", strconv.Itoa(q.Attempts)}, {"next attempt", next}, {"last MX", termSafe(q.LastMX)}, {"last error", termSafe(q.LastError)}} {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
 		return tw.Flush()
