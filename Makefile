@@ -48,6 +48,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzSplitHeader$$' -fuzztime $(FUZZTIME) ./internal/submit
 	$(GO) test -run XXX -fuzz '^FuzzAuthors$$' -fuzztime $(FUZZTIME) ./internal/submit
 	$(GO) test -run XXX -fuzz '^FuzzCommand$$' -fuzztime $(FUZZTIME) ./internal/control
+	$(GO) test -run XXX -fuzz '^FuzzCompose$$' -fuzztime $(FUZZTIME) ./internal/alert
+	$(GO) test -run XXX -fuzz '^FuzzValidWebhook$$' -fuzztime $(FUZZTIME) ./internal/alert
+	$(GO) test -run XXX -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) ./internal/shaper
 
 bench:
 	bash bench/inbound.sh

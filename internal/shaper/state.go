@@ -1,6 +1,7 @@
 package shaper
 
 import (
+	"math"
 	"net/netip"
 	"time"
 )
@@ -106,9 +107,17 @@ func (e *Engine) Import(s Snapshot) {
 			pausedUntil: st.PausedUntil, coolDown: st.CoolDown, adminPause: st.AdminPause, reason: st.Reason,
 			reply: st.Reply, advice: st.Advice, url: st.URL, rateAtPause: st.RateAtPause,
 			lastActivity: st.LastActivity, permits: map[*Permit]struct{}{}}
+		if !(l.rate >= 0) || math.IsInf(l.rate, 0) {
+			l.rate = prof.StartPerMinute // damaged: start afresh
+		}
 		if prof.MessagesPerMinute > 0 && l.rate > prof.MessagesPerMinute {
 			l.rate = prof.MessagesPerMinute // the admin lowered the ceiling
 		}
+		if !(l.allowedConns >= 0) || math.IsInf(l.allowedConns, 0) {
+			l.allowedConns = 0
+		}
+		l.sentToday, l.heldDays = max(l.sentToday, 0), max(l.heldDays, 0)
+		l.troubleToday, l.deliveredToday = max(l.troubleToday, 0), max(l.deliveredToday, 0)
 		if l.state != "" && l.state != StatePaused {
 			l.state = StatePaused
 		}
