@@ -124,8 +124,7 @@ func (s *Scheduler) putBack(ctx context.Context, rt route.Route, es []store.Queu
 	events := make([]outcome.Event, len(es))
 	for i, e := range es {
 		ids[i] = e.ID
-		events[i] = outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID, From: e.From,
-			Rcpt: e.Rcpt, Provider: rt.Provider, Reason: reason, NextAttempt: next}}
+		events[i] = throttled(e, rt.Provider, reason, next, now)
 		if reason == shaper.ReasonPaused && next.After(now) {
 			s.noteHeld(rt.Group, e.Domain)
 		}
@@ -139,6 +138,12 @@ func (s *Scheduler) putBack(ctx context.Context, rt route.Route, es []store.Queu
 	if !next.After(now) {
 		s.Wake()
 	}
+}
+
+// throttled is the event of an entry Repute holds back itself: why, and when it may go.
+func throttled(e store.QueueEntry, provider, reason string, next, now time.Time) outcome.Event {
+	return outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID, From: e.From,
+		Rcpt: e.Rcpt, Provider: provider, Reason: reason, NextAttempt: next}}
 }
 
 // publish hands outcomes to the recorder's subscribers (event log, counts, suppression).

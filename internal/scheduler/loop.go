@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/repute-mail/repute/internal/obs"
 	"github.com/repute-mail/repute/internal/outcome"
 	"github.com/repute-mail/repute/internal/route"
 	"github.com/repute-mail/repute/internal/shaper"
@@ -398,8 +397,7 @@ func (l *loop) tell(ctx context.Context, g *group) {
 				return
 			}
 			l.told[e.ID] = true
-			events = append(events, outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID,
-				From: e.From, Rcpt: e.Rcpt, Provider: w.rt.Provider, Reason: g.reason, NextAttempt: g.until}})
+			events = append(events, throttled(e, w.rt.Provider, g.reason, g.until, now))
 		})
 	}
 	l.s.publish(ctx, events)
@@ -425,8 +423,7 @@ func (l *loop) requeue(ctx context.Context, g *group) {
 		}
 		w.each(func(e store.QueueEntry) {
 			l.release(e)
-			events = append(events, outcome.Event{Event: obs.Event{Time: now, Event: obs.Throttled, MsgID: e.MsgID,
-				From: e.From, Rcpt: e.Rcpt, Provider: w.rt.Provider, Reason: g.reason, NextAttempt: g.until}})
+			events = append(events, throttled(e, w.rt.Provider, g.reason, g.until, now))
 		})
 	}
 	l.s.publish(ctx, events)
