@@ -24,6 +24,7 @@ type loop struct {
 	reclaimed map[int64]store.QueueEntry    // in flight, put back by their batch and claimed again
 	bulk      spread                        // paces the claims of bulk mail (BulkSpread)
 	told      map[int64]bool                // of held, entries whose wait in memory has its throttled event
+	due       map[string]dueAt              // what this pass's claim learnt of each class's next due entry
 	groups    map[string]*group             // waiting entries by destination group
 	order     []string                      // groups in round-robin order
 	pending   map[string][]store.QueueEntry // entries whose domain's route is being resolved
@@ -73,6 +74,13 @@ func (w *waiting) each(fn func(store.QueueEntry)) {
 	}
 }
 
+// dueAt is when a class's next entry falls due, as the claim last read it (ok false:
+// none queued); known false when the claim did not end on that reading.
+type dueAt struct {
+	at        time.Time
+	ok, known bool
+}
+
 // classes are claimed in this order, each with its own budget.
 var classes = []string{store.ClassTransactional, store.ClassBulk}
 
@@ -83,6 +91,7 @@ type resolvedRoute struct {
 
 func newLoop(s *Scheduler) *loop {
 	return &loop{s: s, held: map[int64]bool{}, flight: map[int64]bool{}, reclaimed: map[int64]store.QueueEntry{}, told: map[int64]bool{},
+		due:    map[string]dueAt{},
 		groups: map[string]*group{}, pending: map[string][]store.QueueEntry{},
 		resolving: map[string]bool{}, results: make(chan *batch), resolved: make(chan resolvedRoute)}
 }
@@ -107,9 +116,15 @@ func (l *loop) claim(ctx context.Context) {
 
 func (l *loop) claimClass(ctx context.Context, class string) {
 	s := l.s
+	l.due[class] = dueAt{}
 	for l.canClaim(class) {
 		now := s.Now()
-		if next, ok, err := s.DB.QueueNextDueClass(ctx, class); err != nil || !ok || next.After(now) {
+		next, ok, err := s.DB.QueueNextDueClass(ctx, class)
+		if err != nil {
+			return
+		}
+		if !ok || next.After(now) {
+			l.due[class] = dueAt{next, ok, true} // the timer needs no second reading
 			return
 		}
 		limit := min(s.ActiveLimit-l.heldOf(class), maxClaim)

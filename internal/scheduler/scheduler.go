@@ -302,8 +302,13 @@ func (s *Scheduler) resetTimer(ctx context.Context, t *time.Timer, l *loop) {
 		if !l.canClaim(class) {
 			continue
 		}
-		if next, ok, err := s.DB.QueueNextDueClass(ctx, class); err == nil && ok {
-			wait = min(wait, next.Sub(now))
+		d := l.due[class]
+		if !d.known {
+			next, ok, err := s.DB.QueueNextDueClass(ctx, class)
+			d = dueAt{next, ok && err == nil, true}
+		}
+		if d.ok {
+			wait = min(wait, d.at.Sub(now))
 		}
 	}
 	// The queue keeps seconds: an entry due "now" is looked at again after a short
