@@ -387,7 +387,7 @@ func (e *Engine) grantLocked(l *lane, now time.Time) (*Permit, *Refusal) {
 		// sends a few messages per connection rather than one.
 		// A lane that sent nothing lately need not keep a lone message waiting for
 		// company.
-		need := math.Max(1, math.Floor(l.bucket(minute)/4))
+		need := math.Max(1, math.Floor(l.bucket()/4))
 		if now.Sub(l.lastActivity) > 5*e.scaled(time.Second) {
 			need = 1
 		}

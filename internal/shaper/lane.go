@@ -99,7 +99,7 @@ func (l *lane) refill(now time.Time, minute time.Duration) {
 	if !l.paced() {
 		return
 	}
-	capacity := l.bucket(minute)
+	capacity := l.bucket()
 	if l.tokensAt.IsZero() {
 		l.tokens, l.tokensAt = capacity, now
 		return
@@ -110,8 +110,8 @@ func (l *lane) refill(now time.Time, minute time.Duration) {
 	}
 }
 
-func (l *lane) bucket(minute time.Duration) float64 {
-	return math.Max(1, math.Min(float64(l.perConnection()), l.rate*5*float64(time.Second)/float64(time.Minute)))
+func (l *lane) bucket() float64 {
+	return math.Max(1, math.Min(float64(l.perConnection()), l.rate/12)) // five seconds of a per-minute rate
 }
 
 // readyAt is when the bucket next holds n messages.
