@@ -82,21 +82,7 @@ log "building repute from $ROOT"
 (cd "$ROOT" && go build -o "$WORK/repute-bin" ./cmd/repute)
 mkdir -p "$WORK/repute"
 RCFG=$WORK/repute/repute.toml
-cat > "$RCFG" <<CFG
-hostname = "mx.$DOMAIN"
-data_dir = "$WORK/repute/data"
-
-[listen]
-smtp = "$IP:$PORT_A"
-submission = ""
-submissions = ""
-imap = "$IP:$PORT_IMAP"
-imaps = ""
-http = ""
-https = ""
-
-[dns]
-resolver = "$IP:$PORT_DNS"
+{ repute_head "$IP:$PORT_A" "$IP:$PORT_IMAP" "$IP:$PORT_DNS"; cat <<CFG
 
 [smtp]
 # smtp-source comes from one address: allow all its sessions, and their stragglers
@@ -104,6 +90,7 @@ max_connections_per_ip = $((C * 4 + 100))
 # SENDER_CHECKS=false measures the SMTP engine and store alone (Postfix checks nothing here)
 sender_checks = ${SENDER_CHECKS:-true}
 CFG
+} > "$RCFG"
 R() { "$WORK/repute-bin" "$@" --config "$RCFG"; }
 R config check >/dev/null
 R domain add "$DOMAIN" >/dev/null

@@ -33,6 +33,27 @@ CFG
 
 # Messages and waiting. The sourcing script sets BENCH (its name), IP, WORK, PF, PIDS,
 # KEEP and KEPT_LOGS; RPID (a repute process to stop first) is optional.
+# repute_head SMTP_ADDR IMAP_ADDR DNS_ADDR: the start of a benchmark's Repute configuration
+# (name, data directory, listeners, resolver); the caller appends its own tables.
+repute_head() {
+  cat <<CFG
+hostname = "mx.$DOMAIN"
+data_dir = "$WORK/repute/data"
+
+[listen]
+smtp = "$1"
+submission = ""
+submissions = ""
+imap = "$2"
+imaps = ""
+http = ""
+https = ""
+
+[dns]
+resolver = "$3"
+CFG
+}
+
 die() { echo "$BENCH: $*" >&2; exit 1; }
 log() { echo "$BENCH: $*" >&2; }
 port_free() { ! (exec 3<>"/dev/tcp/$IP/$1") 2>/dev/null; }

@@ -120,25 +120,12 @@ relay_tls = \"none\""
 else
   OUTBOUND="remote_port = $PORT_SINK"
 fi
-cat > "$RCFG" <<CFG
-hostname = "mx.$DOMAIN"
-data_dir = "$WORK/repute/data"
-
-[listen]
-smtp = "$IP:$PORT_A"
-submission = ""
-submissions = ""
-imap = ""
-imaps = ""
-http = ""
-https = ""
-
-[dns]
-resolver = "$IP:$PORT_DNS"
+{ repute_head "$IP:$PORT_A" "" "$IP:$PORT_DNS"; cat <<CFG
 
 [outbound]
 $OUTBOUND
 CFG
+} > "$RCFG"
 R() { "$WORK/repute-bin" "$@" --config "$RCFG"; }
 R config check >/dev/null
 R domain add "$DOMAIN" >/dev/null

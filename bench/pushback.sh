@@ -169,21 +169,8 @@ PYEOF
 mkdir -p "$WORK/repute"
 RCFG=$WORK/repute/repute.toml
 repute_config() { # WITH_WARMUP(0|1)
+  repute_head "$IP:$PORT_A" "" "$SIM_DNS:53"
   cat <<CFG
-hostname = "mx.$DOMAIN"
-data_dir = "$WORK/repute/data"
-
-[listen]
-smtp = "$IP:$PORT_A"
-submission = ""
-submissions = ""
-imap = ""
-imaps = ""
-http = ""
-https = ""
-
-[dns]
-resolver = "$SIM_DNS:53"
 
 [outbound]
 source_ips = ["$SRC_IP"]
