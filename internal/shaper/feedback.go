@@ -48,8 +48,11 @@ func (e *Engine) Observe(p *Permit, fb Feedback, now time.Time) Verdict {
 	e.init()
 	e.mu.Lock()
 	v := e.observeLocked(p, fb, now)
+	transitions := len(e.pending) > 0
 	e.mu.Unlock()
-	e.flush()
+	if transitions { // rare: most attempts change no lane's state
+		e.flush()
+	}
 	return v
 }
 
