@@ -139,7 +139,7 @@ func (c *Classifier) classify(raw, mxProvider string) Result {
 }
 
 func (c *Classifier) match(r reply, mxProvider string) Result {
-	var buf [32]uint64
+	var buf [64]uint64 // room for 4,096 patterns without allocating
 	h := c.m.scan(r.text, buf[:0])
 	prov := c.textProvider(r.text, h)
 	if prov == "" {

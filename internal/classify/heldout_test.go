@@ -7,13 +7,15 @@ import (
 
 // Minimum category accuracy, in percent, of the provider reply sets. They guard against
 // regressions: each is the score the rules reached when the set was last measured, rounded
-// down. tuning.tsv (251 of 253, 99.2%), heldout.tsv (62 of 62) and heldout2.tsv (39 of 42
+// down. tuning.tsv (249 of 253, 98.4%), heldout.tsv (62 of 62) and heldout2.tsv (39 of 42
 // after it was spent: measured once at 38 of 42, now tuning data) are what the rules were
 // fitted to. heldout3.tsv was measured once after tuning at 37 of 45, 82.2%; it is spent
 // too: the keyword families and code priors were written looking at its misses among all
 // the other replies, and it scores 45 of 45 (heldout2.tsv 40 of 42) since. heldout4.tsv,
 // collected after that restructuring and measured once, scored 45 of 62 (72.6%): the
-// families did not carry the rules to the 95% aimed at; it is spent too. reference.tsv,
+// families did not carry the rules to the 95% aimed at; it is spent too: its misses were
+// then read and the families widened (a relay refusal with the verb first, a loop, an
+// attachment type, a directory lookup, NXDOMAIN), and it scores 62 of 62 since. reference.tsv,
 // the providers' own published code and reply lists (436 lines), scored 357 of 436 (81.9%)
 // before the rules were extended from it and 436 of 436 after.
 const (
@@ -21,13 +23,21 @@ const (
 	heldOutMinAccuracy   = 98
 	freshMinAccuracy     = 95
 	thirdMinAccuracy     = 97
-	fourthMinAccuracy    = 72
+	fourthMinAccuracy    = 98
 	referenceMinAccuracy = 99
+	wordingsMinAccuracy  = 98
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
 func TestTuning(t *testing.T) {
 	scoreReplies(t, "tuning.tsv", tuningMinAccuracy)
+}
+
+// TestWordings classifies the default and typical reply texts of common mail software
+// (testdata/wordings.tsv): tuning data written apart from field reports, in batches that
+// were scored before the rules were widened for them (the scores are in the file's header).
+func TestWordings(t *testing.T) {
+	scoreReplies(t, "wordings.tsv", wordingsMinAccuracy)
 }
 
 // TestReference classifies the providers' own published reply and code lists
