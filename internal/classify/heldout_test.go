@@ -26,11 +26,19 @@ const (
 	fourthMinAccuracy    = 98
 	referenceMinAccuracy = 99
 	wordingsMinAccuracy  = 98
+	fifthMinAccuracy     = 63
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
 func TestTuning(t *testing.T) {
 	scoreReplies(t, "tuning.tsv", tuningMinAccuracy)
+}
+
+// TestHeldOutFifth classifies the fifth held-out set (testdata/heldout5.tsv), collected after
+// heldout4.tsv was spent and measured once, after the rules had been widened from the spent
+// sets and testdata/wordings.tsv: 37 of 58 (63.8%). It is spent.
+func TestHeldOutFifth(t *testing.T) {
+	scoreReplies(t, "heldout5.tsv", fifthMinAccuracy)
 }
 
 // TestWordings classifies the default and typical reply texts of common mail software
