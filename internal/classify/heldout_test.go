@@ -26,7 +26,7 @@ const (
 	fourthMinAccuracy    = 98
 	referenceMinAccuracy = 99
 	wordingsMinAccuracy  = 98
-	fifthMinAccuracy     = 63
+	fifthMinAccuracy     = 87
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -36,7 +36,8 @@ func TestTuning(t *testing.T) {
 
 // TestHeldOutFifth classifies the fifth held-out set (testdata/heldout5.tsv), collected after
 // heldout4.tsv was spent and measured once, after the rules had been widened from the spent
-// sets and testdata/wordings.tsv: 37 of 58 (63.8%). It is spent.
+// sets and testdata/wordings.tsv: 37 of 58 (63.8%). It is spent: its misses were read and
+// the families widened (and two Exchange Online code ranges corrected), 51 of 58 since.
 func TestHeldOutFifth(t *testing.T) {
 	scoreReplies(t, "heldout5.tsv", fifthMinAccuracy)
 }
