@@ -41,6 +41,9 @@ type Config struct {
 	Shaping  Shaping  `toml:"shaping"`
 	Warmup   Warmup   `toml:"warmup"`
 	Alerts   Alerts   `toml:"alerts"`
+	Check    Check    `toml:"check"`
+	MTASTS   MTASTS   `toml:"mta_sts"`
+	Reports  Reports  `toml:"reports"`
 	Store    Store    `toml:"store"`
 	SMTP     SMTP     `toml:"smtp"`
 	Bounce   Bounce   `toml:"bounce"`
@@ -64,10 +67,42 @@ type Listen struct {
 // TLS selects the certificate. With neither files nor ACME, a self-signed certificate for
 // Hostname is generated in DataDir on first start (with a warning).
 type TLS struct {
-	CertFile      string `toml:"cert_file"`
-	KeyFile       string `toml:"key_file"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// ACMEEmail turns ACME on: certificates for the hostname and the mta-sts and autoconfig
+	// names of every local domain are obtained and renewed automatically; the address gets
+	// the CA's expiry notices.
 	ACMEEmail     string `toml:"acme_email"`
-	ACMEDirectory string `toml:"acme_directory"`
+	ACMEDirectory string `toml:"acme_directory"` // the CA's directory URL; "" = Let's Encrypt production
+	ACMECAFile    string `toml:"acme_ca_file"`   // PEM roots trusted for the directory (a private CA); "" = system roots
+}
+
+// Check configures `repute check` and the server's scheduled self-check.
+type Check struct {
+	// Port25Probe is a "host:port" that outbound port 25 must reach for port25_out to pass
+	// (a large provider's MX by default).
+	Port25Probe string `toml:"port25_probe"`
+	// PortsInProbe is the URL of an outside prober for ports_in; "" leaves the check out.
+	PortsInProbe string `toml:"ports_in_probe"`
+	// Blocklists are the DNS blocklists queried for the source IPs (zones such as
+	// "zen.spamhaus.org"); DomainBlocklists those queried for the domains.
+	Blocklists       []string `toml:"blocklists"`
+	DomainBlocklists []string `toml:"domain_blocklists"`
+	// Interval is how often the server runs the checks itself; 0 turns the self-check off.
+	Interval Duration `toml:"interval"`
+}
+
+// MTASTS is the MTA-STS policy (RFC 8461) served for every local domain at
+// https://mta-sts.DOMAIN/.well-known/mta-sts.txt.
+type MTASTS struct {
+	Mode   string   `toml:"mode"`    // "enforce", "testing" or "none"
+	MaxAge Duration `toml:"max_age"` // how long senders cache the policy
+}
+
+// Reports names the mailbox that receives DMARC aggregate and TLS-RPT reports (the rua of
+// the records Repute generates): this local part at each local domain.
+type Reports struct {
+	LocalPart string `toml:"local_part"`
 }
 
 // DNS chooses the resolver every lookup goes through.
@@ -168,6 +203,15 @@ type Outbound struct {
 	RelayUsername     string  `toml:"relay_username"`      // AUTH PLAIN user; "" = no AUTH
 	RelayPasswordFile string  `toml:"relay_password_file"` // file holding the password (first line)
 	Routes            []Route `toml:"routes"`
+	// PublicIPs are the addresses the world sees our mail come from when source_ips (or
+	// the system's choice) are private addresses behind NAT; the checks and the SPF
+	// record use them.
+	PublicIPs []string `toml:"public_ips"`
+	// DirectWhen is "always" (deliver directly) or "checks_pass": until the foundation
+	// checks (port25_out, ptr, fcrdns, spf, dkim, blocklist_ip) pass, mail goes through
+	// relay (which must be set) instead of directly, so that a misconfigured new server
+	// does not burn its IP.
+	DirectWhen string `toml:"direct_when"`
 }
 
 // Route sends mail for some recipient domains through a relay of its own (for example one
@@ -253,7 +297,11 @@ func Default() Config {
 			HTTP:        "0.0.0.0:80",
 			HTTPS:       "0.0.0.0:443",
 		},
-		Outbound: Outbound{RemotePort: 25},
+		Outbound: Outbound{RemotePort: 25, DirectWhen: "always"},
+		Check: Check{Port25Probe: "gmail-smtp-in.l.google.com:25", Interval: Duration{24 * time.Hour},
+			Blocklists: DefaultBlocklists(), DomainBlocklists: DefaultDomainBlocklists()},
+		MTASTS:  MTASTS{Mode: "testing", MaxAge: Duration{7 * 24 * time.Hour}},
+		Reports: Reports{LocalPart: "reports"},
 		Queue: Queue{
 			RetryMin:     Duration{5 * time.Minute},
 			RetryMax:     Duration{3 * time.Hour},
@@ -319,4 +367,48 @@ func (c *Config) fillDefaults(systemHostname func() (string, error)) error {
 	}
 	c.Hostname = strings.ToLower(h)
 	return nil
+}
+
+// DefaultBlocklists are the DNS blocklists `repute check` queries for the source IPs: the
+// lists the large receivers and filtering appliances consult, and the ones whose listings
+// most often explain a block.
+func DefaultBlocklists() []string {
+	return []string{
+		"zen.spamhaus.org",        // SBL, CSS, XBL, PBL
+		"bl.spamcop.net",          // SpamCop
+		"b.barracudacentral.org",  // Barracuda Reputation Block List
+		"dnsbl-1.uceprotect.net",  // UCEPROTECT level 1 (the IP itself)
+		"psbl.surriel.com",        // Passive Spam Block List
+		"bl.mailspike.net",        // Mailspike
+		"bl.0spam.org",            // 0spam
+		"dnsbl.dronebl.org",       // DroneBL
+		"ix.dnsbl.manitu.net",     // NiX Spam
+		"truncate.gbudb.net",      // GBUdb Truncate
+		"all.s5h.net",             // s5h
+		"dnsbl.spfbl.net",         // SPFBL
+		"spam.dnsbl.anonmails.de", // anonmails
+		"bl.blocklist.de",         // blocklist.de
+		"ips.backscatterer.org",   // Backscatterer
+		"db.wpbl.info",            // WPBL
+		"rbl.interserver.net",     // InterServer
+		"dnsbl.justspam.org",      // JustSpam
+		"bl.nszones.com",          // NSZones
+		"spam.spamrats.com",       // SpamRATS spam
+		"noptr.spamrats.com",      // SpamRATS no PTR
+		"dyna.spamrats.com",       // SpamRATS dynamic
+		"bl.suomispam.net",        // Suomispam
+		"z.mailspike.net",         // Mailspike zero-hour
+	}
+}
+
+// DefaultDomainBlocklists are the domain (URI) blocklists queried for the sending domains.
+func DefaultDomainBlocklists() []string {
+	return []string{
+		"dbl.spamhaus.org", // Spamhaus Domain Block List
+		"multi.surbl.org",  // SURBL
+		"multi.uribl.com",  // URIBL
+		"dbl.nordspam.com", // NordSpam
+		"uribl.spameatingmonkey.net",
+		"dbl.suomispam.net",
+	}
 }

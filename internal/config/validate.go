@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +89,7 @@ func (c *Config) validate() []*Error {
 	c.validateLimits(&v)
 	c.validateDNSBL(&v)
 	c.validateBounce(&v)
+	c.validateDoctor(&v)
 	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
 		v.addf("log.level", "log.level = %q: allowed: \"debug\", \"info\", \"warn\", \"error\"", c.Log.Level)
 	}
@@ -184,10 +186,105 @@ func (c *Config) validateTLS(v *validator) {
 		checkKeyPair(v, t.CertFile, t.KeyFile)
 	}
 	if t.ACMEEmail != "" {
-		v.addf("tls.acme_email", "tls.acme_email is set, but ACME is not available in this version; set tls.cert_file and tls.key_file (for example certbot's fullchain.pem and privkey.pem), or leave the [tls] keys empty for a generated self-signed certificate")
+		if msg := checkMailbox(t.ACMEEmail); msg != "" {
+			v.addf("tls.acme_email", "tls.acme_email = %q: %s; give the address that should get the CA's expiry notices", t.ACMEEmail, msg)
+		}
+		if t.CertFile != "" {
+			v.addf("tls.acme_email", "tls.acme_email and tls.cert_file are both set; use ACME (remove cert_file and key_file) or your own certificate (remove acme_email)")
+		}
+	}
+	if t.ACMEEmail == "" && (t.ACMEDirectory != "" || t.ACMECAFile != "") {
+		key := "tls.acme_directory"
+		if t.ACMEDirectory == "" {
+			key = "tls.acme_ca_file"
+		}
+		v.addNear(key, "tls.acme_email", "%s is set but tls.acme_email is not; ACME is on only with tls.acme_email", key)
 	}
 	if t.ACMEDirectory != "" {
-		v.addf("tls.acme_directory", "tls.acme_directory is set, but ACME is not available in this version; leave it empty")
+		if u, err := url.Parse(t.ACMEDirectory); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.addf("tls.acme_directory", "tls.acme_directory = %q: must be the https:// URL of the CA's ACME directory, such as \"https://acme-v02.api.letsencrypt.org/directory\", or \"\" for Let's Encrypt", t.ACMEDirectory)
+		}
+	}
+	if t.ACMECAFile != "" {
+		if msg := checkReadable(t.ACMECAFile); msg != "" {
+			v.addf("tls.acme_ca_file", "tls.acme_ca_file = %q: %s", t.ACMECAFile, msg)
+		} else if data, err := os.ReadFile(t.ACMECAFile); err != nil {
+			v.addf("tls.acme_ca_file", "tls.acme_ca_file = %q: %v", t.ACMECAFile, err)
+		} else if msg := checkCertPEM(data); msg != "" {
+			v.addf("tls.acme_ca_file", "tls.acme_ca_file = %q: %s; it must hold the PEM certificate(s) of the CA's roots", t.ACMECAFile, msg)
+		}
+	}
+}
+
+// validateDoctor checks the keys of [check], [mta_sts], [reports] and the outbound keys
+// the checks use.
+func (c *Config) validateDoctor(v *validator) {
+	k := c.Check
+	if k.Port25Probe != "" {
+		host, port, err := net.SplitHostPort(k.Port25Probe)
+		if err != nil {
+			v.addf("check.port25_probe", "check.port25_probe = %q: not HOST:PORT; use a host that accepts SMTP, such as \"gmail-smtp-in.l.google.com:25\", or \"\" to leave the check out", k.Port25Probe)
+		} else if msg := checkHost(host); msg != "" {
+			v.addf("check.port25_probe", "check.port25_probe = %q: %s", k.Port25Probe, msg)
+		} else if msg := checkPort(port, false); msg != "" {
+			v.addf("check.port25_probe", "check.port25_probe = %q: %s", k.Port25Probe, msg)
+		}
+	}
+	if k.PortsInProbe != "" {
+		if msg := checkBaseURL(k.PortsInProbe); msg != "" && !strings.Contains(msg, "query") {
+			v.addf("check.ports_in_probe", "check.ports_in_probe = %q: %s", k.PortsInProbe, msg)
+		}
+	}
+	for _, l := range []struct {
+		key   string
+		zones []string
+	}{{"check.blocklists", k.Blocklists}, {"check.domain_blocklists", k.DomainBlocklists}} {
+		seen := map[string]bool{}
+		for _, z := range l.zones {
+			z = strings.ToLower(strings.TrimSuffix(z, "."))
+			switch msg := checkDomain(z); {
+			case msg != "":
+				v.addf(l.key, "%s: %q: %s; list DNS zones such as \"zen.spamhaus.org\"", l.key, z, msg)
+			case len(z) > maxDNSBLZone:
+				v.addf(l.key, "%s: %q is longer than %d characters", l.key, z, maxDNSBLZone)
+			case seen[z]:
+				v.addf(l.key, "%s: %q is listed twice", l.key, z)
+			}
+			seen[z] = true
+		}
+	}
+	if k.Interval.Duration != 0 && (k.Interval.Duration < time.Minute || k.Interval.Duration > maxQueueDuration) {
+		v.addf("check.interval", "check.interval = %q: allowed 1m to 8760h, or \"0s\" to turn the self-check off", k.Interval.Duration)
+	}
+	if !oneOf(c.MTASTS.Mode, "enforce", "testing", "none") {
+		v.addf("mta_sts.mode", "mta_sts.mode = %q: allowed: \"enforce\", \"testing\", \"none\"", c.MTASTS.Mode)
+	}
+	// RFC 8461 §3.2: max_age at most 31557600 seconds; a day is the least that makes sense.
+	if d := c.MTASTS.MaxAge.Duration; d < 24*time.Hour || d > 31557600*time.Second {
+		v.addf("mta_sts.max_age", "mta_sts.max_age = %q: allowed 24h to 8766h (RFC 8461 allows at most a year)", d)
+	}
+	if msg := checkLocalPart(c.Reports.LocalPart); c.Reports.LocalPart == "" || msg != "" {
+		if msg == "" {
+			msg = "empty"
+		}
+		v.addf("reports.local_part", "reports.local_part = %q: %s; use a local part such as \"reports\"", c.Reports.LocalPart, msg)
+	}
+	for _, s := range c.Outbound.PublicIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.IsUnspecified() || ip.IsMulticast() {
+			v.addf("outbound.public_ips", "outbound.public_ips: %q is not a usable IP address; list the addresses the world sees our mail come from", s)
+		}
+	}
+	switch c.Outbound.DirectWhen {
+	case "always":
+	case "checks_pass":
+		if c.Outbound.Relay != "" {
+			v.addf("outbound.direct_when", "outbound.direct_when = \"checks_pass\" but outbound.relay is set, so all mail goes through the relay anyway; move the relay to outbound.fallback_relay or set direct_when = \"always\"")
+		} else if c.Outbound.FallbackRelay == "" {
+			v.addNear("outbound.direct_when", "outbound.fallback_relay", "outbound.direct_when = \"checks_pass\" needs outbound.fallback_relay: the relay that carries the mail until the checks pass")
+		}
+	default:
+		v.addf("outbound.direct_when", "outbound.direct_when = %q: allowed: \"always\", \"checks_pass\"", c.Outbound.DirectWhen)
 	}
 }
 
