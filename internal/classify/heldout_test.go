@@ -27,6 +27,7 @@ const (
 	referenceMinAccuracy = 99
 	wordingsMinAccuracy  = 98
 	fifthMinAccuracy     = 87
+	sixthMinAccuracy     = 90
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -40,6 +41,14 @@ func TestTuning(t *testing.T) {
 // the families widened (and two Exchange Online code ranges corrected), 51 of 58 since.
 func TestHeldOutFifth(t *testing.T) {
 	scoreReplies(t, "heldout5.tsv", fifthMinAccuracy)
+}
+
+// TestHeldOutSixth classifies the sixth held-out set (testdata/heldout6.tsv): a natural
+// sample of field replies of the listed providers, collected and labelled apart from the
+// rules (the collection rules and the score are in the file's header). Measured once: 80 of
+// 88 (90.9%); it is spent.
+func TestHeldOutSixth(t *testing.T) {
+	scoreReplies(t, "heldout6.tsv", sixthMinAccuracy)
 }
 
 // TestWordings classifies the default and typical reply texts of common mail software
