@@ -27,7 +27,7 @@ const (
 	referenceMinAccuracy = 99
 	wordingsMinAccuracy  = 98
 	fifthMinAccuracy     = 87
-	sixthMinAccuracy     = 90
+	sixthMinAccuracy     = 98
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -46,7 +46,8 @@ func TestHeldOutFifth(t *testing.T) {
 // TestHeldOutSixth classifies the sixth held-out set (testdata/heldout6.tsv): a natural
 // sample of field replies of the listed providers, collected and labelled apart from the
 // rules (the collection rules and the score are in the file's header). Measured once: 80 of
-// 88 (90.9%); it is spent.
+// 88 (90.9%); it is spent: its misses were read and the families widened, 87 of 88 since
+// (TSS04 stays rate_limited, see the file).
 func TestHeldOutSixth(t *testing.T) {
 	scoreReplies(t, "heldout6.tsv", sixthMinAccuracy)
 }
