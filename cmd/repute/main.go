@@ -39,6 +39,8 @@ func commands() map[string]*command {
 		"dev":   {usage: "dev [--listen IP]: create ./repute-dev/ (config, data, a domain and a user) and serve on loopback", run: cmdDev},
 		"sendmail": {usage: "sendmail [-t] [-i] [-f FROM] [-F NAME] [RCPT...]: queue a message from standard input (also as a symlink named sendmail)",
 			run: cmdSendmail},
+		"check": {usage: "check [DOMAIN...] [--json] [--timeout 5s]: live checks of every deliverability prerequisite (reverse DNS, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, DANE, certificates, ports, blocklists); exit 1 when one fails",
+			run: cmdCheck},
 		"config": {subs: map[string]*command{
 			"check": {usage: "config check [--config FILE]: validate the configuration file", run: cmdConfigCheck},
 		}},

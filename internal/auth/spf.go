@@ -92,6 +92,10 @@ func CheckSPF(ctx context.Context, r dns.Resolver, ip netip.Addr, helo, mailFrom
 	return res
 }
 
+// SPFSyntax checks an SPF record against the full grammar of RFC 7208 §12 (blitiri checks a
+// record only as far as it evaluates it); `repute check` uses it for the domain's own record.
+func SPFSyntax(record string) error { return checkSPFSyntax(record) }
+
 // AuthResults formats the method part of an Authentication-Results header field
 // (RFC 8601 §2.7.2, RFC 7208 §9.2), e.g. "spf=pass smtp.mailfrom=example.org".
 func (r SPFResult) AuthResults() string {

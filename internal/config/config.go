@@ -198,11 +198,15 @@ type Outbound struct {
 	// FallbackRelay, if set, is a smarthost "host:port" that carries a provider's mail
 	// while that provider is paused (it blocked us); it uses relay_tls, relay_username and
 	// relay_password_file.
-	FallbackRelay     string  `toml:"fallback_relay"`
-	RelayTLS          string  `toml:"relay_tls"`           // "starttls" (default), "implicit" or "none"
-	RelayUsername     string  `toml:"relay_username"`      // AUTH PLAIN user; "" = no AUTH
-	RelayPasswordFile string  `toml:"relay_password_file"` // file holding the password (first line)
-	Routes            []Route `toml:"routes"`
+	FallbackRelay     string `toml:"fallback_relay"`
+	RelayTLS          string `toml:"relay_tls"`           // "starttls" (default), "implicit" or "none"
+	RelayUsername     string `toml:"relay_username"`      // AUTH PLAIN user; "" = no AUTH
+	RelayPasswordFile string `toml:"relay_password_file"` // file holding the password (first line)
+	// RelaySPF is the SPF mechanism that authorises the relay (and fallback_relay) to send
+	// for our domains, as the relay's provider documents it ("include:spf.relay.example");
+	// "" = "a:" and the relay's host name.
+	RelaySPF string  `toml:"relay_spf"`
+	Routes   []Route `toml:"routes"`
 	// PublicIPs are the addresses the world sees our mail come from when source_ips (or
 	// the system's choice) are private addresses behind NAT; the checks and the SPF
 	// record use them.

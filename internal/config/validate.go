@@ -275,6 +275,15 @@ func (c *Config) validateDoctor(v *validator) {
 			v.addf("outbound.public_ips", "outbound.public_ips: %q is not a usable IP address; list the addresses the world sees our mail come from", s)
 		}
 	}
+	if r := c.Outbound.RelaySPF; r != "" {
+		l := strings.ToLower(r)
+		switch {
+		case c.Outbound.Relay == "" && c.Outbound.FallbackRelay == "":
+			v.addNear("outbound.relay_spf", "outbound.relay", "outbound.relay_spf is set but there is no relay; remove it")
+		case strings.ContainsAny(r, " \t") || !(strings.HasPrefix(l, "include:") || strings.HasPrefix(l, "ip4:") || strings.HasPrefix(l, "ip6:") || strings.HasPrefix(l, "a:") || strings.HasPrefix(l, "a") && r == "a" || strings.HasPrefix(l, "mx")):
+			v.addf("outbound.relay_spf", "outbound.relay_spf = %q: give one SPF mechanism, such as \"include:spf.relay.example\" or \"ip4:192.0.2.0/24\"", r)
+		}
+	}
 	switch c.Outbound.DirectWhen {
 	case "always":
 	case "checks_pass":
