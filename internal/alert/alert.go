@@ -1,5 +1,7 @@
 // Package alert tells the admin, at once, when Repute's deliverability engine pauses
-// sending from one of our source addresses to a mailbox provider, or resumes it.
+// sending from one of our source addresses to a mailbox provider, or resumes it, and when
+// a check of the server's own set-up (a DNS record, a certificate, a blocklist) starts
+// failing or passes again.
 //
 // A pause is the moment a mail server's reputation is decided. A provider answers a
 // block reply (Microsoft's "550 5.7.1 ... (S3140)", Gmail's UnsolicitedIPError) and every
@@ -47,6 +49,8 @@ const (
 	Paused      = "paused"       // sending to a provider from an address was paused
 	Resumed     = "resumed"      // ... and resumed, after a probe was accepted or by the admin
 	ProbeFailed = "probe_failed" // the probe of a paused provider was refused: still paused
+	CheckFailed = "check_failed" // a check of the server's set-up (repute check) went from passing to failing
+	CheckFixed  = "check_fixed"  // ... and passes again
 )
 
 // Notice is one alert.
@@ -62,6 +66,10 @@ type Notice struct {
 	Until    time.Time // paused until (when the probe is tried); zero for resumed
 	Queued   int       // messages waiting for this provider, if known (0 = unknown)
 	Fallback string    // "host:port" of the fallback relay carrying the mail meanwhile, "" none
+	// For CheckFailed and CheckFixed: the check's id ("spf") and target ("example.com");
+	// Reply holds what the check found, Advice its fix.
+	Check  string
+	Target string
 }
 
 // Defaults of the Notifier's optional fields.

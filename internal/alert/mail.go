@@ -80,6 +80,8 @@ func clean(x Notice) Notice {
 	x.Advice = oneLine(x.Advice, maxField*4)
 	x.URL = oneLine(x.URL, maxField)
 	x.Fallback = oneLine(x.Fallback, maxField)
+	x.Check = oneLine(x.Check, maxWord)
+	x.Target = oneLine(x.Target, maxField)
 	x.Reply = truncate(strings.ToValidUTF8(x.Reply, "\uFFFD"), maxReply)
 	return x
 }
@@ -114,6 +116,12 @@ func truncate(s string, max int) string {
 func subjectOf(hostname string, x Notice) (string, error) {
 	var what, why string
 	switch x.Kind {
+	case CheckFailed, CheckFixed:
+		s := "[repute " + hostname + "] Check " + x.Check + " failed for " + x.Target
+		if x.Kind == CheckFixed {
+			s = "[repute " + hostname + "] Check " + x.Check + " passes again for " + x.Target
+		}
+		return strings.ReplaceAll(s, "=?", "= ?"), nil
 	case Paused:
 		what = "paused"
 	case ProbeFailed:
@@ -149,6 +157,9 @@ func ipOrDefault(ip string) string {
 // bodyOf is the text of the mail: what happened, why, what Repute does meanwhile, what to
 // do. Lines end in LF here; textPart makes them CRLF.
 func bodyOf(hostname string, x Notice) string {
+	if x.Kind == CheckFailed || x.Kind == CheckFixed {
+		return checkBody(hostname, x)
+	}
 	var b strings.Builder
 	prov, from := orUnknown(x.Provider), "from "+ipOrDefault(x.SourceIP)
 	if x.SourceIP == "" {
@@ -226,6 +237,37 @@ func bodyOf(hostname string, x Notice) string {
 		}
 		line(&b, cmd)
 	}
+	b.WriteString("\n-- \nRepute on " + hostname + "\n")
+	return b.String()
+}
+
+// checkBody is the text of a check notice: which check, what it found, what to do.
+func checkBody(hostname string, x Notice) string {
+	var b strings.Builder
+	if x.Kind == CheckFixed {
+		wrap(&b, "The check "+x.Check+" of "+x.Target+" passes again (at "+stamp(x.Time)+").")
+	} else {
+		wrap(&b, "The check "+x.Check+" of "+x.Target+" started failing at "+stamp(x.Time)+
+			". Until it is fixed, mail from this server is more likely to be refused or sent to spam.")
+	}
+	if x.Reply != "" {
+		b.WriteString("\nWhat the check found:\n\n")
+		quote(&b, x.Reply)
+	}
+	if x.Kind == CheckFailed {
+		b.WriteString("\n")
+		heading(&b, "What to do")
+		if x.Advice != "" {
+			wrap(&b, x.Advice)
+		} else {
+			wrap(&b, "Run repute check for the details.")
+		}
+		if x.URL != "" {
+			b.WriteString("\n")
+			line(&b, "  "+x.URL)
+		}
+	}
+	b.WriteString("\nEvery check, with what to fix:\n\n    repute check\n")
 	b.WriteString("\n-- \nRepute on " + hostname + "\n")
 	return b.String()
 }

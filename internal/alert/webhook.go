@@ -62,6 +62,8 @@ type payload struct {
 	Queued   int        `json:"queued"`
 	Fallback string     `json:"fallback"`
 	Hostname string     `json:"hostname"`
+	Check    string     `json:"check,omitempty"`
+	Target   string     `json:"target,omitempty"`
 }
 
 // JSON returns the webhook's body for x: the notice with snake_case keys, times in
@@ -71,7 +73,7 @@ func JSON(hostname string, x Notice) ([]byte, error) {
 	p := payload{
 		Kind: x.Kind, Time: x.Time.UTC(), Provider: x.Provider, SourceIP: x.SourceIP, Category: x.Category,
 		Reply: x.Reply, Advice: x.Advice, URL: x.URL, Queued: x.Queued, Fallback: x.Fallback,
-		Hostname: hostname,
+		Hostname: hostname, Check: x.Check, Target: x.Target,
 	}
 	if !x.Until.IsZero() {
 		u := x.Until.UTC()

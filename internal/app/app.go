@@ -76,6 +76,7 @@ type App struct {
 	engineDirty chan struct{}
 	alerts      func(shaper.Transition) // tells the admin of a pause or resumption; nil: log only
 	notifier    *alert.Notifier
+	selfCheck   *selfCheck
 	control     *control.Server
 	stopSched   context.CancelFunc
 	schedDone   chan struct{}
@@ -227,6 +228,16 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.listenDebug(); err != nil {
 		return err
 	}
+	a.startSelfCheck()
+	if a.cfg.Outbound.DirectWhen == "checks_pass" {
+		relay := a.cfg.Outbound.FallbackRelay
+		a.sched.HoldDirect = func() string {
+			if a.selfCheck.Direct() {
+				return ""
+			}
+			return relay
+		}
+	}
 	a.startScheduler()
 	if err := a.listenControl(); err != nil {
 		return err
@@ -288,6 +299,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.control != nil {
 		a.control.Close()
 	}
+	a.selfCheck.close()
 	if a.stopSched != nil {
 		a.stopSched()
 		<-a.schedDone // deliveries in progress end with their own timeouts or ctx

@@ -305,6 +305,11 @@ func (l *loop) startOne(ctx context.Context, g *group) bool {
 		b.permit.Use(len(b.entries))
 		b.rt.Fallback = b.permit.Fallback
 		b.rt.RequireTLS = b.permit.RequireTLS && b.permit.Fallback == ""
+		if b.rt.Relay == "" && b.rt.Fallback == "" && s.HoldDirect != nil {
+			if relay := s.HoldDirect(); relay != "" {
+				b.rt.Fallback, b.rt.RequireTLS = relay, false
+			}
+		}
 	}
 	g.domains = append(g.domains[:i], g.domains[i+1:]...)
 	if w.len() > 0 {

@@ -114,9 +114,13 @@ type Scheduler struct {
 	// Outcomes classifies failed attempts' replies and publishes every attempt (event
 	// log, counts, suppression). nil: nothing is classified or published.
 	Outcomes *outcome.Recorder
-	Policy   Policy
-	Hostname string // reporting MTA in notices
-	Logger   *slog.Logger
+	// HoldDirect, when set, returns the relay ("host:port") that mail must go through
+	// instead of directly to the recipients' servers, or "" when direct delivery is
+	// allowed (outbound.direct_when = "checks_pass" until the set-up checks pass).
+	HoldDirect func() string
+	Policy     Policy
+	Hostname   string // reporting MTA in notices
+	Logger     *slog.Logger
 	// Delivered is told about notices stored in local mailboxes (IMAP notifications).
 	Delivered func([]store.Stored)
 	// EnvelopeFrom gives the envelope sender a message leaves with (the bounce address
