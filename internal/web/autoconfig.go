@@ -257,12 +257,13 @@ type adResponse struct {
 	}
 }
 
+// adProtocol's fields are in the order of the schema's sequence.
 type adProtocol struct {
 	Type           string // IMAP, SMTP
 	Server         string
 	Port           int
-	DomainRequired string
 	LoginName      string
+	DomainRequired string
 	SPA            string // Secure Password Authentication (NTLM): off
 	SSL            string // implicit TLS: on
 	AuthRequired   string

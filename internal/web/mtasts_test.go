@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
 	moxmtasts "github.com/mjl-/mox/mtasts"
 
 	"github.com/repute-mail/repute/internal/dns"
@@ -365,4 +366,34 @@ func stderrOf(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// TestLookupMX asks a DNS server over the wire through Repute's resolver.
+func TestLookupMX(t *testing.T) {
+	srv, err := dnstest.Start(
+		"a.test. MX 20 MX2.a.test.",
+		"a.test. MX 10 mx1.a.test.",
+		"null.test. MX 0 .",
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Fail("broken.test.", mdns.RcodeServerFailure)
+	r, err := dns.New(srv.Addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx := LookupMX(r)
+	for domain, want := range map[string][]string{
+		"a.test":        {"mx1.a.test", "mx2.a.test"},
+		"a.test.":       {"mx1.a.test", "mx2.a.test"},
+		"null.test":     {},
+		"nxdomain.test": nil,
+		"broken.test":   nil,
+	} {
+		if got := mx(context.Background(), domain); !slices.Equal(got, want) {
+			t.Errorf("%s: %q, want %q", domain, got, want)
+		}
+	}
 }
