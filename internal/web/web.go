@@ -31,6 +31,18 @@ type Server struct {
 	UnsubscribeKey []byte
 	Outcomes       *outcome.Recorder // records unsubscribes (suppression, counts, event log)
 	Logger         *slog.Logger
+
+	// Mail set-up (mtasts.go, autoconfig.go).
+	Hostname string                                      // the mail server's name: MX, IMAP and submission host
+	Domains  func(ctx context.Context) ([]string, error) // the local domains; nil = none
+	// MTASTSMode is the policy's mode ("enforce", "testing" or "none"); "" serves no
+	// policy, for a listener that is not HTTPS.
+	MTASTSMode   string
+	MTASTSMaxAge time.Duration
+	// MX returns a domain's MX hosts as DNS has them now (LookupMX); the policy names them
+	// beside Hostname. nil = Hostname alone.
+	MX    func(ctx context.Context, domain string) []string
+	Ports ClientPorts // what mail clients are told to use
 }
 
 // Store is what the handlers read; every change goes through Outcomes.
@@ -45,7 +57,12 @@ const maxBody = 4096
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/unsubscribe/{token}", s.unsubscribe)
-	return mux
+	// A GET pattern also matches HEAD; other methods get 405.
+	mux.HandleFunc("GET "+mtaSTSPath, s.mtaSTS)
+	mux.HandleFunc("GET "+autoconfigPath, s.autoconfig)
+	mux.HandleFunc("GET "+wellKnownConfig, s.autoconfig)
+	mux.HandleFunc("GET "+mobileconfigPath, s.mobileconfig)
+	return s.autodiscoverAnyCase(mux)
 }
 
 var page = template.Must(template.New("page").Parse(`<!doctype html>
