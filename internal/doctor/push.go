@@ -145,8 +145,8 @@ func rcodeError(r *dns.Msg) error {
 		dns.RcodeServerFailure:  "the server failed to process it",
 		dns.RcodeNameError:      "no such name",
 		dns.RcodeNotImplemented: "the server does not support this (dynamic updates not enabled?)",
-		dns.RcodeRefused: "the server refuses this request from this address or key for this zone: " +
-			"allow it in the server's update policy (BIND allow-update/update-policy, Knot acl)",
+		dns.RcodeRefused: "the server refuses this request from this address or key for this zone; " +
+			"allow it in the server's update policy: BIND allow-update or update-policy, Knot acl",
 		dns.RcodeNotAuth: "not authorized: the server does not accept this key for the zone, " +
 			"or is not authoritative for it",
 		dns.RcodeNotZone:  "a record is outside the zone",
