@@ -249,12 +249,12 @@ func (g generator) dkim(d string, keys []DKIMKey) []Record {
 			state = fmt.Sprintf("pending: announced before use. Publish it now; 'repute dkim rotate %s' switches "+
 				"signing to it once it is visible.", d)
 		case "retired":
-			state = "retired: no longer signs, but mail signed before the rotation may still be verified (queues, " +
-				"forwarding): keep it published"
+			state = "retired: keep published"
 			if !k.RetireBy.IsZero() {
 				state += " until " + k.RetireBy.UTC().Format("2006-01-02")
 			}
-			state += ", then remove it."
+			state += ", then remove it. It no longer signs, but mail signed before the rotation may still be " +
+				"verified (queues, forwarding)."
 		default:
 			state = "active: signs " + d + "'s mail now."
 		}
@@ -424,11 +424,11 @@ func ZoneLine(r Record) string {
 }
 
 // WriteZone writes recs as a zone-file snippet: each record preceded by its comment as
-// ";" lines, blocks separated by an empty line. Every line parses as a zone file.
+// ";" lines, an empty line before each comment. Every line parses as a zone file.
 func WriteZone(w io.Writer, recs []Record) error {
 	var b strings.Builder
 	for i, r := range recs {
-		if i > 0 {
+		if i > 0 && r.Comment != "" {
 			b.WriteByte('\n')
 		}
 		for _, l := range wrap(r.Comment, 96) {

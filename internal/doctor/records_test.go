@@ -173,7 +173,7 @@ func TestRecords(t *testing.T) {
 				[]string{"_25._tcp.d.example.\t300\tIN\tTLSA\t3 1 1 " + tlsaHex(cur)},
 				clientLines("d.example", "d.example")),
 			comments: map[string]string{
-				"old._domainkey.d.example.\t3600\tIN\tTXT\t\"v=DKIM1; k=rsa; p=T0xE\"":                                "retired: no longer signs, but mail signed before the rotation may still be verified (queues, forwarding): keep it published until 2026-03-09",
+				"old._domainkey.d.example.\t3600\tIN\tTXT\t\"v=DKIM1; k=rsa; p=T0xE\"":                                "retired: keep published until 2026-03-09, then remove it",
 				"new._domainkey.d.example.\t3600\tIN\tTXT\t\"v=DKIM1; k=rsa; p=TkVX\"":                                "pending: announced before use",
 				"_mta-sts.d.example.\t300\tIN\tTXT\t\"v=STSv1; id=" + stsID("none", 24*time.Hour, "d.example") + "\"": "Mode none withdraws a policy",
 			},
