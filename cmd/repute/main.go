@@ -68,7 +68,9 @@ func commands() map[string]*command {
 			"rotate": {usage: "dkim rotate DOMAIN [--algorithm rsa|ed25519]: new key (pending); run again to switch once its record is visible", run: cmdDKIMRotate},
 		}},
 		"dns": {subs: map[string]*command{
-			"records": {usage: "dns records DOMAIN: the DNS records the domain needs, as a zone-file snippet", run: cmdDNSRecords},
+			"records": {usage: "dns records [DOMAIN...] [--json]: every DNS record the domains (default: all local domains) need, as a zone-file snippet", run: cmdDNSRecords},
+			"push": {usage: "dns push --server IP:PORT --tsig-key FILE [--zone ZONE] [DOMAIN...]: publish those records by RFC 2136 dynamic update",
+				run: cmdDNSPush},
 		}},
 		"bounce": {subs: map[string]*command{
 			"classify": {usage: "bounce classify [--json] [--dsn FILE]: what SMTP replies (one per line on standard input) or a bounce message mean", run: cmdBounceClassify},
