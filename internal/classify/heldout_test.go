@@ -28,6 +28,7 @@ const (
 	wordingsMinAccuracy  = 98
 	fifthMinAccuracy     = 87
 	sixthMinAccuracy     = 98
+	seventhMinAccuracy   = 76
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -50,6 +51,14 @@ func TestHeldOutFifth(t *testing.T) {
 // (TSS04 stays rate_limited, see the file).
 func TestHeldOutSixth(t *testing.T) {
 	scoreReplies(t, "heldout6.tsv", sixthMinAccuracy)
+}
+
+// TestHeldOutSeventh classifies the seventh held-out set (testdata/heldout7.tsv), a
+// second natural sample of field replies of the listed providers from other sources,
+// collected and labelled apart from the rules after heldout6.tsv was spent. Measured once:
+// 38 of 50 (76.0%); it is spent.
+func TestHeldOutSeventh(t *testing.T) {
+	scoreReplies(t, "heldout7.tsv", seventhMinAccuracy)
 }
 
 // TestWordings classifies the default and typical reply texts of common mail software
