@@ -28,7 +28,7 @@ const (
 	wordingsMinAccuracy  = 98
 	fifthMinAccuracy     = 87
 	sixthMinAccuracy     = 98
-	seventhMinAccuracy   = 76
+	seventhMinAccuracy   = 94
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -56,7 +56,7 @@ func TestHeldOutSixth(t *testing.T) {
 // TestHeldOutSeventh classifies the seventh held-out set (testdata/heldout7.tsv), a
 // second natural sample of field replies of the listed providers from other sources,
 // collected and labelled apart from the rules after heldout6.tsv was spent. Measured once:
-// 38 of 50 (76.0%); it is spent.
+// 38 of 50 (76.0%); it is spent: its misses were read and the rules widened, 47 of 50 since.
 func TestHeldOutSeventh(t *testing.T) {
 	scoreReplies(t, "heldout7.tsv", seventhMinAccuracy)
 }
