@@ -10,12 +10,13 @@ import (
 
 	"github.com/repute-mail/repute/internal/auth"
 	"github.com/repute-mail/repute/internal/dns"
+	"github.com/repute-mail/repute/internal/doctor"
 	"github.com/repute-mail/repute/internal/store"
 )
 
 // retiredGrace is how long a retired key's record stays listed by 'dns records': mail
 // signed just before a rotation may still be verified for days (queues, forwarding).
-const retiredGrace = 7 * 24 * time.Hour
+const retiredGrace = doctor.RetiredGrace
 
 func cmdDKIMList(e *env, args []string) error {
 	return listing(e, "dkim list", args, func(db *store.DB, ctx context.Context) ([]store.DKIMKey, error) {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/repute-mail/repute/internal/config"
 	"github.com/repute-mail/repute/internal/doctor"
 	"github.com/repute-mail/repute/internal/store"
-	"github.com/repute-mail/repute/internal/tlsconf"
 )
 
 // addDomainKeys generates and stores the DKIM keys of a new domain: RSA-2048 always, and an
@@ -207,163 +204,6 @@ func serverAddr(s string) (string, error) {
 // local domains (all of them when names is empty) with the DKIM keys to publish. The notes
 // say what could not be known.
 func dnsSetup(ctx context.Context, cfg config.Config, db *store.DB, names []string, now time.Time) (doctor.Setup, []string, error) {
-	var notes []string
-	s := doctor.Setup{
-		Hostname:     strings.ToLower(strings.TrimSuffix(cfg.Hostname, ".")),
-		MTASTSMode:   cfg.MTASTS.Mode,
-		MTASTSMaxAge: cfg.MTASTS.MaxAge.Duration,
-		ReportsLocal: cfg.Reports.LocalPart,
-	}
-	domains, err := localDomains(ctx, db, names)
-	if err != nil {
-		return s, nil, err
-	}
-	for _, d := range domains {
-		keys, err := publishedKeys(ctx, db, d, now)
-		if err != nil {
-			return s, nil, err
-		}
-		s.Domains = append(s.Domains, doctor.Domain{Name: d, DKIM: keys})
-	}
-	s.SendIPs, notes = sendIPs(cfg.Outbound, notes)
-	s.HostIPs = s.SendIPs
-	s.Relay = cfg.Outbound.Relay
-	if s.Relay == "" {
-		s.Relay = cfg.Outbound.FallbackRelay
-	}
-	if host, _, err := net.SplitHostPort(s.Relay); err == nil {
-		if ip, err := netip.ParseAddr(host); err == nil {
-			ip = ip.Unmap()
-			s.RelaySPF = "ip4:" + ip.String()
-			if ip.Is6() {
-				s.RelaySPF = "ip6:" + ip.String()
-			}
-		}
-	}
-	var note string
-	s.ACMECA, note = acmeIssuer(cfg.TLS)
-	if note != "" {
-		notes = append(notes, note)
-	}
-	certFile := cfg.TLS.CertFile
-	if certFile == "" && cfg.TLS.ACMEEmail == "" {
-		certFile = tlsconf.SelfSignedCertPath(cfg.DataDir)
-	}
-	s.TLSAKeys, err = doctor.TLSAKeysFromFiles(certFile, filepath.Join(cfg.TLSDir(), "next-key.pem"))
-	if err != nil {
-		notes = append(notes, fmt.Sprintf("no TLSA records: %v", err))
-		s.TLSAKeys = nil
-	}
-	return s, notes, nil
-}
-
-// localDomains returns names, normalised and checked to be local domains, or every local
-// domain when names is empty.
-func localDomains(ctx context.Context, db *store.DB, names []string) ([]string, error) {
-	if len(names) == 0 {
-		all, err := db.Domains(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(all) == 0 {
-			return nil, errors.New("there is no local domain yet (add one with 'repute domain add DOMAIN')")
-		}
-		for _, d := range all {
-			names = append(names, d.Name)
-		}
-	}
-	var out []string
-	for _, n := range names {
-		d := strings.ToLower(strings.TrimSuffix(n, "."))
-		if ok, err := db.IsLocalDomain(ctx, d); err != nil {
-			return nil, err
-		} else if !ok {
-			return nil, fmt.Errorf("%s is not a local domain (add it with 'repute domain add %s')", d, d)
-		}
-		if !slices.Contains(out, d) {
-			out = append(out, d)
-		}
-	}
-	return out, nil
-}
-
-// publishedKeys returns the DKIM keys of domain whose records must be published: active
-// and pending keys, and retired ones within retiredGrace of their retirement.
-func publishedKeys(ctx context.Context, db *store.DB, domain string, now time.Time) ([]doctor.DKIMKey, error) {
-	keys, err := db.DKIMKeys(ctx, domain)
-	if err != nil {
-		return nil, err
-	}
-	var out []doctor.DKIMKey
-	for _, k := range keys {
-		until := time.Unix(k.Changed, 0).Add(retiredGrace)
-		if k.State == store.KeyRetired && now.After(until) {
-			continue // past its grace period: the record can go
-		}
-		dk, err := auth.ParseDKIMKey(k.Domain, k.Selector, k.PrivatePEM)
-		if err != nil {
-			return nil, fmt.Errorf("DKIM key %s of %s: %w", k.Selector, domain, err)
-		}
-		_, txt := dk.DNSRecord()
-		rk := doctor.DKIMKey{Selector: k.Selector, Algorithm: k.Algorithm, State: k.State, Record: txt}
-		if k.State == store.KeyRetired {
-			rk.RetireBy = until
-		}
-		out = append(out, rk)
-	}
-	return out, nil
-}
-
-// sendIPs are the addresses receivers see mail come from: outbound.public_ips, else
-// outbound.source_ips, else the addresses of this host's interfaces.
-func sendIPs(o config.Outbound, notes []string) ([]netip.Addr, []string) {
-	list := o.PublicIPs
-	if len(list) == 0 {
-		list = o.SourceIPs
-	}
-	var ips []netip.Addr
-	for _, s := range list {
-		if ip, err := netip.ParseAddr(s); err == nil {
-			ips = append(ips, ip.Unmap())
-		}
-	}
-	if len(ips) > 0 {
-		return ips, notes
-	}
-	ips, err := doctor.LocalIPs()
-	if err != nil {
-		return nil, append(notes, err.Error())
-	}
-	return ips, append(notes, "the sending addresses are this host's interface addresses; if mail leaves "+
-		"through NAT, set outbound.public_ips to the address the world sees")
-}
-
-// acmeIssuer returns the CAA issuer domain (RFC 8659 §4.2) of the ACME CA tls.acme_directory
-// names, "" without ACME. For a CA it does not know it returns "" and a note: a wrong CAA
-// record would stop the CA from issuing.
-func acmeIssuer(t config.TLS) (string, string) {
-	if t.ACMEEmail == "" {
-		return "", ""
-	}
-	if t.ACMEDirectory == "" {
-		return "letsencrypt.org", ""
-	}
-	u, err := url.Parse(t.ACMEDirectory)
-	if err != nil {
-		return "", ""
-	}
-	host := strings.ToLower(u.Hostname())
-	for suffix, issuer := range map[string]string{
-		"letsencrypt.org": "letsencrypt.org",
-		"zerossl.com":     "sectigo.com",
-		"pki.goog":        "pki.goog",
-		"buypass.com":     "buypass.com",
-		"ssl.com":         "ssl.com",
-	} {
-		if host == suffix || strings.HasSuffix(host, "."+suffix) {
-			return issuer, ""
-		}
-	}
-	return "", fmt.Sprintf("no CAA record: the CAA issuer domain of the ACME CA at %s is not known; "+
-		"if you want one, publish DOMAIN CAA 0 issue \"ISSUER\" with the issuer domain the CA documents", host)
+	s, err := doctor.SetupAt(ctx, cfg, db, now, names...)
+	return s, s.Notes, err
 }

@@ -97,6 +97,10 @@ type Check struct {
 type MTASTS struct {
 	Mode   string   `toml:"mode"`    // "enforce", "testing" or "none"
 	MaxAge Duration `toml:"max_age"` // how long senders cache the policy
+	// MX are MX host names (or "*.example.com" patterns) the policy lists beside the
+	// hostname: other MX hosts of the domains, such as a backup MX. The policy never
+	// follows the live MX records: it exists to protect mail when DNS is forged.
+	MX []string `toml:"mx"`
 }
 
 // Reports names the mailbox that receives DMARC aggregate and TLS-RPT reports (the rua of

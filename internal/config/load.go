@@ -99,6 +99,9 @@ func parse(file string, data []byte) (Config, error) {
 	if len(cfg.Outbound.SourceIPs) == 0 {
 		cfg.Outbound.SourceIPs = nil // "source_ips = []" means the same as leaving it out
 	}
+	if len(cfg.MTASTS.MX) == 0 {
+		cfg.MTASTS.MX = nil
+	}
 	if len(cfg.Outbound.PublicIPs) == 0 {
 		cfg.Outbound.PublicIPs = nil
 	}

@@ -256,6 +256,11 @@ func (c *Config) validateDoctor(v *validator) {
 	if k.Interval.Duration != 0 && (k.Interval.Duration < time.Minute || k.Interval.Duration > maxQueueDuration) {
 		v.addf("check.interval", "check.interval = %q: allowed 1m to 8760h, or \"0s\" to turn the self-check off", k.Interval.Duration)
 	}
+	for _, h := range c.MTASTS.MX {
+		if msg := checkDomain(strings.TrimPrefix(h, "*.")); msg != "" {
+			v.addf("mta_sts.mx", "mta_sts.mx: %q: %s; list host names such as \"mx2.example.com\" or patterns such as \"*.example.com\"", h, msg)
+		}
+	}
 	if !oneOf(c.MTASTS.Mode, "enforce", "testing", "none") {
 		v.addf("mta_sts.mode", "mta_sts.mode = %q: allowed: \"enforce\", \"testing\", \"none\"", c.MTASTS.Mode)
 	}

@@ -153,10 +153,15 @@ type Setup struct {
 
 	MTASTSMode   string        // enforce, testing, none
 	MTASTSMaxAge time.Duration // max_age of the policy
+	MTASTSMX     []string      // MX names the policy lists beside Hostname (mta_sts.mx)
 	ReportsLocal string        // local part of the rua mailbox
 	ACMECA       string        // the ACME CA's CAA issuer domain ("letsencrypt.org"), "" without ACME
 
 	// Certificate names TLSA is computed for: the public key of the current and of the next
 	// certificate key (DANE rollover: the next key is announced before it is used).
 	TLSAKeys [][]byte // DER SubjectPublicKeyInfo of the current key, then the next one
+
+	// Notes are what the admin should know about the set-up that no record carries (no
+	// TLSA without a certificate, a relay SPF cannot authorise, ...).
+	Notes []string
 }

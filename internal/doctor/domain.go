@@ -371,7 +371,7 @@ const whyDMARC = "DMARC ties SPF and DKIM to the From address and tells receiver
 // checkMTASTS checks the MTA-STS record and the policy served for it.
 func (c *Checker) checkMTASTS(ctx context.Context, domain string) Result {
 	host := trimDot(c.Setup.Hostname)
-	wantPolicy, wantID := MTASTSPolicy(c.Setup.MTASTSMode, c.Setup.MTASTSMaxAge, []string{host})
+	wantPolicy, wantID := MTASTSPolicy(c.Setup.MTASTSMode, c.Setup.MTASTSMaxAge, c.Setup.PolicyMX())
 	name := "_mta-sts." + domain
 	fixTXT := fmt.Sprintf("publish TXT %s. \"v=STSv1; id=%s\" and CNAME mta-sts.%s. %s. (repute dns records %s)", name, wantID, domain, host, domain)
 	txts, _, err := c.Resolver.LookupTXT(ctx, abs(name))
@@ -430,7 +430,7 @@ func (c *Checker) checkMTASTS(ctx context.Context, domain string) Result {
 		if len(unmatched) > 0 {
 			return Result{ID: IDMTASTS, Status: Fail, Target: domain,
 				Found: fmt.Sprintf("the policy's mx lines (%s) do not match the MX host(s) %s: senders enforcing it cannot deliver", policyMX(pol), strings.Join(unmatched, ", ")),
-				Why:   whyMTASTS, Fix: fmt.Sprintf("serve a policy that lists the MX hosts (Repute's lists %s), then change the id of %s", host, name)}
+				Why:   whyMTASTS, Fix: fmt.Sprintf("list every MX host in the policy (Repute's lists %s and mta_sts.mx: add the others there), then publish the new id at %s", host, name)}
 		}
 	}
 	found := fmt.Sprintf("id=%s, mode %s, mx %s, max_age %d", recs[0].ID, pol.Mode, policyMX(pol), pol.MaxAgeSeconds)

@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// PolicyMX are the MX names of the MTA-STS policy: the hostname and mta_sts.mx.
+func (s Setup) PolicyMX() []string { return append([]string{s.Hostname}, s.MTASTSMX...) }
+
 // MTASTSPolicy renders the MTA-STS policy (RFC 8461 §3.2) Repute serves for a domain whose
 // MX hosts are mx, and the id that the domain's _mta-sts TXT record must carry. The id is
 // derived from the policy text, so it changes exactly when the policy does (a sender

@@ -292,7 +292,7 @@ func (g generator) mtaSTS(d string) []Record {
 	if mode == "" {
 		return []Record{{Domain: d, Comment: "MTA-STS: no policy mode is configured (mta_sts.mode), so no records."}}
 	}
-	_, id := MTASTSPolicy(mode, g.s.MTASTSMaxAge, []string{g.host})
+	_, id := MTASTSPolicy(mode, g.s.MTASTSMaxAge, g.s.PolicyMX())
 	c := fmt.Sprintf("MTA-STS (RFC 8461): senders fetch the policy (mode %s) from https://mta-sts.%s/.well-known/mta-sts.txt, "+
 		"which Repute serves; the id changes whenever the policy does.", mode, d)
 	if mode == "none" {
@@ -473,20 +473,6 @@ func uniqueAddrs(ips []netip.Addr) []netip.Addr {
 		}
 	}
 	return out
-}
-
-func joinAddrs(ips []netip.Addr) string {
-	s := make([]string, len(ips))
-	for i, ip := range ips {
-		s[i] = ip.String()
-	}
-	return strings.Join(s, ", ")
-}
-
-// isPublic reports whether ip is a global unicast address outside the private ranges: an
-// address a receiver can see mail come from.
-func isPublic(ip netip.Addr) bool {
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback()
 }
 
 // LocalIPs lists the unicast addresses of the host's interfaces, without loopback and
