@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -21,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/repute-mail/repute/internal/config"
 	"github.com/repute-mail/repute/internal/dns/dnstest"
@@ -94,6 +99,7 @@ func TestACMEBeforeCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer certs.Close()
 	if err := certs.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +129,7 @@ func TestACMEBeforeCertificate(t *testing.T) {
 	certs.Close()
 
 	// A second start keeps both keys.
-	if _, err := Load(c, testHost, dataDir, opts); err != nil {
-		t.Fatal(err)
-	}
+	loadAndClose(t, c, dataDir, opts)
 	if !samePublicKey(cur, keyFile(t, CurrentKeyFile(dataDir))) || !samePublicKey(next, keyFile(t, NextKeyFile(dataDir))) {
 		t.Error("keys changed between starts")
 	}
@@ -153,6 +157,57 @@ func TestACMEBeforeCertificate(t *testing.T) {
 	if _, err := Load(c, testHost, dataDir, opts); err == nil || !strings.Contains(err.Error(), "restore it from a backup") {
 		t.Errorf("garbled key: err = %v", err)
 	}
+}
+
+// TestACMEKeyFromStorage: without current-key.pem (data_dir/tls lost), the key of the
+// host name's stored certificate becomes the current key, since its TLSA record may be
+// published; a current key that differs from the stored one is reported.
+func TestACMEKeyFromStorage(t *testing.T) {
+	dataDir := t.TempDir()
+	c := config.TLS{ACMEEmail: "postmaster@example.test", ACMEDirectory: "https://127.0.0.1:1/dir"}
+	issuerKey := (&certmagic.ACMEIssuer{CA: c.ACMEDirectory}).IssuerKey()
+	stored := filepath.Join(acmeStorageDir(dataDir), filepath.FromSlash(certmagic.StorageKeys.SitePrivateKey(issuerKey, testHost)))
+	storedKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeKey(stored, storedKey); err != nil {
+		t.Fatal(err)
+	}
+	log, logs := newLog()
+	loadAndClose(t, c, dataDir, Options{Logger: log, HTTPAddr: "127.0.0.1:80"})
+	if !samePublicKey(storedKey, keyFile(t, CurrentKeyFile(dataDir))) {
+		t.Error("the stored key was not adopted")
+	}
+	if !strings.Contains(logs.String(), "adopted the key of the stored certificate") || strings.Contains(logs.String(), "other than the current key") {
+		t.Errorf("log:\n%s", logs)
+	}
+
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeKey(stored, other); err != nil {
+		t.Fatal(err)
+	}
+	log, logs = newLog()
+	loadAndClose(t, c, dataDir, Options{Logger: log, HTTPAddr: "127.0.0.1:80"})
+	if !samePublicKey(storedKey, keyFile(t, CurrentKeyFile(dataDir))) {
+		t.Error("the current key changed")
+	}
+	if !strings.Contains(logs.String(), "other than the current key") {
+		t.Errorf("differing stored key not reported:\n%s", logs)
+	}
+}
+
+// loadAndClose loads c for testHost and releases it (certmagic's maintenance runs from Load).
+func loadAndClose(t *testing.T, c config.TLS, dataDir string, opts Options) {
+	t.Helper()
+	certs, err := Load(c, testHost, dataDir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs.Close()
 }
 
 func TestTLSAKeysWithoutACME(t *testing.T) {

@@ -65,7 +65,8 @@ type Certs struct {
 
 // Load returns the certificates for c: ACME when acme_email is set, the certificate files
 // when cert_file and key_file are set, else a self-signed certificate for hostname kept in
-// dataDir/tls. With ACME nothing is obtained before Start.
+// dataDir/tls. With ACME nothing is obtained before Start, but certmagic's maintenance
+// goroutine runs from here on: call Close when done, even without Start.
 func Load(c config.TLS, hostname, dataDir string, opts Options) (*Certs, error) {
 	log := opts.Logger
 	if log == nil {
