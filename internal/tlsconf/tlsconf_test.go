@@ -38,6 +38,15 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
+// loadConfig is Load for the mail listeners' configuration.
+func loadConfig(c config.TLS, hostname, dataDir string, log *slog.Logger) (*tls.Config, error) {
+	certs, err := Load(c, hostname, dataDir, Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return certs.TLSConfig(), nil
+}
+
 func newLog() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
@@ -46,7 +55,7 @@ func newLog() (*slog.Logger, *logBuffer) {
 func TestSelfSignedGenerated(t *testing.T) {
 	dir := t.TempDir()
 	log, logs := newLog()
-	cfg, err := Load(config.TLS{}, "Mail.Example.TEST", dir, log)
+	cfg, err := loadConfig(config.TLS{}, "Mail.Example.TEST", dir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,11 +164,11 @@ func TestSelfSignedReusedAndRegenerated(t *testing.T) {
 
 func TestLoadSameSelfSignedAcrossCalls(t *testing.T) {
 	dir := t.TempDir()
-	a, err := Load(config.TLS{}, "mail.example.test", dir, nil)
+	a, err := loadConfig(config.TLS{}, "mail.example.test", dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Load(config.TLS{}, "mail.example.test", dir, nil)
+	b, err := loadConfig(config.TLS{}, "mail.example.test", dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +181,7 @@ func TestLoadFiles(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writePair(t, dir, "mail.example.test")
 	log, logs := newLog()
-	cfg, err := Load(config.TLS{CertFile: certFile, KeyFile: keyFile}, "mail.example.test", t.TempDir(), log)
+	cfg, err := loadConfig(config.TLS{CertFile: certFile, KeyFile: keyFile}, "mail.example.test", t.TempDir(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +197,7 @@ func TestLoadFiles(t *testing.T) {
 	}
 
 	log, logs = newLog()
-	if _, err := Load(config.TLS{CertFile: certFile, KeyFile: keyFile}, "other.example.test", t.TempDir(), log); err != nil {
+	if _, err := loadConfig(config.TLS{CertFile: certFile, KeyFile: keyFile}, "other.example.test", t.TempDir(), log); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "does not cover the configured hostname") {
@@ -220,14 +229,15 @@ func TestLoadErrors(t *testing.T) {
 		{"key swapped for cert", config.TLS{CertFile: keyFile, KeyFile: certFile}, "h.example", dir, []string{keyFile, "CERTIFICATE"}},
 		{"key of another certificate", config.TLS{CertFile: certFile, KeyFile: otherKey}, "h.example", dir, []string{certFile, otherKey, "does not match"}},
 		{"cert without key", config.TLS{CertFile: certFile}, "h.example", dir, []string{"must be set together"}},
-		{"acme", config.TLS{ACMEEmail: "ops@example.test"}, "h.example", dir, []string{"ACME is not supported yet"}},
+		{"acme without challenge listeners", config.TLS{ACMEEmail: "ops@example.test"}, "h.example", dir, []string{"listen.http and listen.https are both off"}},
+		{"acme and files", config.TLS{ACMEEmail: "ops@example.test", CertFile: certFile, KeyFile: keyFile}, "h.example", dir, []string{"both set"}},
 		{"no hostname for self-signed", config.TLS{}, "", dir, []string{"hostname is empty"}},
 		{"no data dir for self-signed", config.TLS{}, "h.example", "", []string{"data_dir is empty"}},
 		{"unwritable data dir", config.TLS{}, "h.example", garbage, []string{"create TLS directory"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(tt.tls, tt.hostname, tt.dataDir, nil)
+			_, err := Load(tt.tls, tt.hostname, tt.dataDir, Options{})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -342,7 +352,7 @@ func TestFileCertZeroIntervalChecksEveryTime(t *testing.T) {
 
 func TestHandshakeWithSelfSigned(t *testing.T) {
 	dataDir := t.TempDir()
-	srvConf, err := Load(config.TLS{}, "mail.example.test", dataDir, nil)
+	srvConf, err := loadConfig(config.TLS{}, "mail.example.test", dataDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
