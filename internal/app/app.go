@@ -57,6 +57,7 @@ type App struct {
 	db          *store.DB
 	events      *obs.EventLog
 	tls         *tls.Config
+	certs       *tlsconf.Certs
 	guard       *authguard.Guard
 	metrics     *obs.Metrics
 	metricsSrv  *http.Server
@@ -120,9 +121,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.events, err = obs.OpenEventLog(cfg.EventsLogPath(), a.log); err != nil {
 		return err
 	}
-	if a.tls, err = tlsconf.Load(cfg.TLS, cfg.Hostname, cfg.DataDir, a.log); err != nil {
+	a.certs, err = tlsconf.Load(cfg.TLS, cfg.Hostname, cfg.DataDir, tlsconf.Options{
+		Logger: a.log, HTTPAddr: cfg.Listen.HTTP, HTTPSAddr: cfg.Listen.HTTPS, Domains: a.domainNames})
+	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
+	a.tls = a.certs.TLSConfig()
 	a.metrics = obs.NewMetrics()
 	a.guard = authguard.New(a.log)
 	a.guard.OnLockout = func(netip.Addr) { a.metrics.Lockout() }
@@ -211,6 +215,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.listenWeb(); err != nil {
 		return err
 	}
+	// After listen.http and listen.https are bound: the ACME challenges are answered there.
+	if err := a.certs.Start(ctx); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
 	if cfg.Listen.Metrics != "" {
 		ml, err := net.Listen("tcp", cfg.Listen.Metrics)
 		if err != nil {
@@ -290,6 +298,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	for _, w := range a.webSrv {
 		w.Shutdown(ctx)
+	}
+	if a.certs != nil {
+		a.certs.Close()
 	}
 	a.mu.Lock()
 	for _, l := range a.listeners {
@@ -446,10 +457,24 @@ func (a *App) buildBounces(ctx context.Context) error {
 	return nil
 }
 
-// listenWeb serves the web interface (one-click unsubscribe, so far) on listen.http and,
-// with the TLS certificate, on listen.https.
+// listenWeb serves the web interface on listen.http and, with the TLS certificate, on
+// listen.https: one-click unsubscribe, client autoconfiguration, the ACME HTTP-01
+// challenges (plain HTTP) and the MTA-STS policy (HTTPS only, RFC 8461 §3.3).
 func (a *App) listenWeb() error {
-	h := (&web.Server{DB: a.db, UnsubscribeKey: a.unsubKey, Outcomes: a.outcomes, Logger: a.log}).Handler()
+	bound := func(name string) string { // the mail listeners are bound by now
+		if ad := a.Addr(name); ad != nil {
+			return ad.String()
+		}
+		return ""
+	}
+	mx := a.cfg.MTASTS.MX
+	base := web.Server{DB: a.db, UnsubscribeKey: a.unsubKey, Outcomes: a.outcomes, Logger: a.log,
+		Hostname: a.cfg.Hostname, Domains: a.domainNames, MTASTSMaxAge: a.cfg.MTASTS.MaxAge.Duration,
+		// The policy lists the hostname and mta_sts.mx, never the live MX records: it
+		// exists to protect delivery when DNS answers are forged.
+		MX:    func(context.Context, string) []string { return mx },
+		Ports: web.ListenPorts(bound("imaps"), bound("imap"), bound("submissions"), bound("submission")),
+	}
 	for _, l := range []struct {
 		name, addr string
 		tls        bool
@@ -461,17 +486,21 @@ func (a *App) listenWeb() error {
 		if err != nil {
 			return fmt.Errorf("listen.%s = %q: %w", l.name, l.addr, err)
 		}
+		srv := base
+		handler := a.certs.HTTPChallengeHandler(srv.Handler())
 		if l.tls {
-			nl = tls.NewListener(nl, a.tls)
+			nl = tls.NewListener(nl, a.certs.HTTPSConfig())
+			srv.MTASTSMode = a.cfg.MTASTS.Mode
+			handler = srv.Handler()
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-		a.webSrv = append(a.webSrv, srv)
+		a.webSrv = append(a.webSrv, hs)
 		a.mu.Lock()
 		a.listeners[l.name] = nl
 		a.mu.Unlock()
 		a.log.Info("listening", "listener", l.name, "addr", nl.Addr().String())
-		go srv.Serve(nl)
+		go hs.Serve(nl)
 	}
 	return nil
 }
@@ -523,6 +552,7 @@ func (a *App) startScheduler() {
 func (a *App) listenControl() error {
 	a.control = &control.Server{Logger: a.log, Handlers: map[string]control.Handler{
 		"wake":     func(context.Context, []string) (string, error) { a.sched.Wake(); return "", nil },
+		"domains":  func(context.Context, []string) (string, error) { a.certs.Refresh(); return "", nil },
 		"provider": a.providerCommand,
 		"queue":    a.queueSummary,
 	}}
@@ -592,3 +622,16 @@ const shutdownTimeout = 30 * time.Second
 
 // ShutdownTimeout is how long serve waits for transactions in progress on SIGTERM.
 func ShutdownTimeout() time.Duration { return shutdownTimeout }
+
+// domainNames lists the local domains (for the certificates and the web endpoints).
+func (a *App) domainNames(ctx context.Context) ([]string, error) {
+	ds, err := a.db.Domains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.Name
+	}
+	return names, nil
+}

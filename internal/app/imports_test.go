@@ -47,7 +47,7 @@ var layering = map[string][]string{
 	"internal/outcome":       {"internal/classify", "internal/obs", "internal/store"},
 	"internal/scheduler": {"internal/store", "internal/delivery", "internal/dsn", "internal/smtp", "internal/obs",
 		"internal/classify", "internal/route", "internal/shaper", "internal/outcome"},
-	"internal/doctor": {"internal/dns", "internal/auth", "internal/config", "internal/store"}, // records and live checks of the set-up
+	"internal/doctor": {"internal/dns", "internal/auth", "internal/config", "internal/store", "internal/tlsconf"}, // records and live checks of the set-up
 	"internal/web":    {"internal/obs", "internal/store", "internal/unsubscribe", "internal/outcome", "internal/doctor"},
 	"internal/bounce": {"internal/classify", "internal/dsn", "internal/obs", "internal/smtp", "internal/store", "internal/verp", "internal/unsubscribe", "internal/outcome"},
 	"internal/app":    nil, // the composition root imports everything

@@ -1,18 +1,12 @@
 package doctor
 
 import (
-	"crypto"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 )
@@ -518,100 +512,4 @@ func localIPs(addrs []net.Addr) []netip.Addr {
 		return uniqueAddrs(loopback)
 	}
 	return out
-}
-
-// TLSAKeysFromFiles returns the DER SubjectPublicKeyInfo of the certificate in certFile
-// (the first certificate of the PEM file: the one served) and of the key in nextKeyFile
-// (a PEM private or public key, announced before the certificate switches to it), in that
-// order, for Setup.TLSAKeys. A file that does not exist, or a name that is "", is absent
-// and left out; any other problem is an error.
-func TLSAKeysFromFiles(certFile, nextKeyFile string) ([][]byte, error) {
-	var keys [][]byte
-	if certFile != "" {
-		data, err := os.ReadFile(certFile)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("reading the certificate for TLSA: %w", err)
-		default:
-			spki, err := certSPKI(data)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", certFile, err)
-			}
-			keys = append(keys, spki)
-		}
-	}
-	if nextKeyFile != "" {
-		data, err := os.ReadFile(nextKeyFile)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("reading the next key for TLSA: %w", err)
-		default:
-			spki, err := keySPKI(data)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", nextKeyFile, err)
-			}
-			keys = append(keys, spki)
-		}
-	}
-	return keys, nil
-}
-
-func certSPKI(data []byte) ([]byte, error) {
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return nil, errors.New("no PEM CERTIFICATE block")
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing the certificate: %w", err)
-		}
-		return c.RawSubjectPublicKeyInfo, nil
-	}
-}
-
-func keySPKI(data []byte) ([]byte, error) {
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return nil, errors.New("no PEM key block")
-		}
-		var pub any
-		switch b.Type {
-		case "PUBLIC KEY":
-			return b.Bytes, nil
-		case "PRIVATE KEY":
-			k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("parsing the key: %w", err)
-			}
-			s, ok := k.(crypto.Signer)
-			if !ok {
-				return nil, fmt.Errorf("a %T cannot serve TLS", k)
-			}
-			pub = s.Public()
-		case "EC PRIVATE KEY":
-			k, err := x509.ParseECPrivateKey(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("parsing the key: %w", err)
-			}
-			pub = k.Public()
-		case "RSA PRIVATE KEY":
-			k, err := x509.ParsePKCS1PrivateKey(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("parsing the key: %w", err)
-			}
-			pub = k.Public()
-		default:
-			continue
-		}
-		return x509.MarshalPKIXPublicKey(pub)
-	}
 }

@@ -1,19 +1,10 @@
 package doctor
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -450,61 +441,5 @@ func TestLocalIPs(t *testing.T) {
 	}
 	if ips, err := LocalIPs(); err != nil || len(ips) == 0 {
 		t.Errorf("LocalIPs() = %v, %v; want at least loopback", ips, err)
-	}
-}
-
-func TestTLSAKeysFromFiles(t *testing.T) {
-	dir := t.TempDir()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.com"},
-		DNSNames: []string{"mx.example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	certFile := filepath.Join(dir, "cert.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	nextKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	p8, _ := x509.MarshalPKCS8PrivateKey(nextKey)
-	nextFile := filepath.Join(dir, "next-key.pem")
-	os.WriteFile(nextFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), 0o600)
-	ecFile := filepath.Join(dir, "next-ec.pem")
-	ecDER, _ := x509.MarshalECPrivateKey(nextKey)
-	os.WriteFile(ecFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER}), 0o600)
-	nextSPKI, _ := x509.MarshalPKIXPublicKey(nextKey.Public())
-
-	keys, err := TLSAKeysFromFiles(certFile, nextFile)
-	if err != nil || len(keys) != 2 || string(keys[0]) != string(cert.RawSubjectPublicKeyInfo) || string(keys[1]) != string(nextSPKI) {
-		t.Fatalf("TLSAKeysFromFiles = %d keys, %v", len(keys), err)
-	}
-	if keys, err := TLSAKeysFromFiles(certFile, ecFile); err != nil || len(keys) != 2 || string(keys[1]) != string(nextSPKI) {
-		t.Errorf("EC PRIVATE KEY next key: %d keys, %v", len(keys), err)
-	}
-	if keys, err := TLSAKeysFromFiles(certFile, filepath.Join(dir, "absent.pem")); err != nil || len(keys) != 1 {
-		t.Errorf("absent next key: %d keys, %v; want the current one only", len(keys), err)
-	}
-	if keys, err := TLSAKeysFromFiles(filepath.Join(dir, "absent.pem"), ""); err != nil || len(keys) != 0 {
-		t.Errorf("absent certificate: %d keys, %v; want none", len(keys), err)
-	}
-	if _, err := TLSAKeysFromFiles(nextFile, ""); err == nil {
-		t.Error("a key file given as the certificate must be an error")
-	}
-
-	// The record's association data must be what a DANE client computes from the
-	// certificate (miekg/dns's TLSA.Sign is the oracle).
-	var oracle dns.TLSA
-	if err := oracle.Sign(3, 1, 1, cert); err != nil {
-		t.Fatal(err)
-	}
-	recs := Records(Setup{Hostname: "mx.example.com", TLSAKeys: keys})
-	var got []string
-	for _, r := range recs {
-		if r.Type == "TLSA" {
-			got = append(got, r.Value)
-		}
-	}
-	if len(got) != 2 || got[0] != "3 1 1 "+oracle.Certificate {
-		t.Errorf("TLSA values %v, want the first to be 3 1 1 %s", got, oracle.Certificate)
 	}
 }

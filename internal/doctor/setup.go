@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/repute-mail/repute/internal/auth"
 	"github.com/repute-mail/repute/internal/config"
 	"github.com/repute-mail/repute/internal/store"
+	"github.com/repute-mail/repute/internal/tlsconf"
 )
 
 // RetiredGrace is how long a retired DKIM key's record stays published: mail signed with
@@ -74,14 +74,7 @@ func SetupAt(ctx context.Context, cfg config.Config, db Store, now time.Time, on
 	if note != "" {
 		s.Notes = append(s.Notes, note)
 	}
-	certFile := cfg.TLS.CertFile
-	if certFile == "" && cfg.TLS.ACMEEmail == "" {
-		certFile = filepath.Join(cfg.TLSDir(), "selfsigned-cert.pem")
-	}
-	if certFile == "" {
-		certFile = ACMECertFile(cfg.DataDir, s.Hostname)
-	}
-	if keys, err := TLSAKeysFromFiles(certFile, filepath.Join(cfg.TLSDir(), "next-key.pem")); err != nil {
+	if keys, err := tlsconf.TLSAKeys(cfg.TLS, cfg.DataDir); err != nil {
 		s.Notes = append(s.Notes, fmt.Sprintf("no TLSA records: %v", err))
 	} else {
 		s.TLSAKeys = keys
@@ -192,9 +185,6 @@ func acmeIssuer(t config.TLS) (string, string) {
 	return "", fmt.Sprintf("no CAA record: the CAA issuer domain of the ACME CA at %s is not known; "+
 		"if you want one, publish DOMAIN CAA 0 issue \"ISSUER\" with the issuer domain the CA documents", host)
 }
-
-// ACMECertFile is where the ACME certificate of name is kept, "" when unknown.
-var ACMECertFile = func(dataDir, name string) string { return "" }
 
 // PortsFrom reads the probed ports from the listen addresses (0 when a listener is off:
 // the standard port is probed).
