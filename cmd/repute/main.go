@@ -41,6 +41,8 @@ func commands() map[string]*command {
 			run: cmdSendmail},
 		"check": {usage: "check [DOMAIN...] [--json] [--timeout 5s]: live checks of every deliverability prerequisite (reverse DNS, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, DANE, certificates, ports, blocklists); exit 1 when one fails",
 			run: cmdCheck},
+		"quickstart": {usage: "quickstart DOMAIN [--hostname H] [--ip IP...] [--acme-email E] [--config FILE] [--data-dir DIR] [--systemd-dir DIR] [--force]: set up a production server: config, domain, postmaster and reports mailboxes, systemd unit, and the DNS records and PTR to publish",
+			run: cmdQuickstart},
 		"config": {subs: map[string]*command{
 			"check": {usage: "config check [--config FILE]: validate the configuration file", run: cmdConfigCheck},
 		}},
