@@ -345,7 +345,7 @@ func (a *App) buildOutbound() error {
 		sources = append(sources, ip)
 	}
 	newClient := func(relay, tlsMode, user, passwordFile string) (*delivery.Client, error) {
-		c := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname,
+		c := &delivery.Client{Resolver: resolver, Hostname: cfg.Hostname, DNSSECProbe: cfg.DNS.DNSSECProbe,
 			RemotePort: cfg.Outbound.RemotePort, Relay: relay, RelayTLS: tlsMode, Logger: a.log}
 		if user != "" {
 			pw, err := readSecret(passwordFile)

@@ -112,6 +112,10 @@ type Reports struct {
 // DNS chooses the resolver every lookup goes through.
 type DNS struct {
 	Resolver string `toml:"resolver"` // "IP:PORT"; empty = system resolver
+	// DNSSECProbe is a name in a signed zone, looked up to tell whether the resolver
+	// validates DNSSEC (DANE needs it; repute check reports it); "" = the root. Only a
+	// private DNS whose resolver does not know the root needs another.
+	DNSSECProbe string `toml:"dnssec_probe"`
 }
 
 // Queue configures the outbound queue's retry behaviour. Retries back off exponentially

@@ -82,6 +82,11 @@ func (c *Config) validate() []*Error {
 			v.addf("dns.resolver", "dns.resolver = %q: %s; use IP:PORT such as \"127.0.0.1:53\" or \"[::1]:53\", or \"\" for the system resolver", c.DNS.Resolver, msg)
 		}
 	}
+	if p := strings.TrimSuffix(c.DNS.DNSSECProbe, "."); p != "" {
+		if msg := checkDomain(p); msg != "" {
+			v.addf("dns.dnssec_probe", "dns.dnssec_probe = %q: %s; give a name in a DNSSEC-signed zone, or \"\" for the root", c.DNS.DNSSECProbe, msg)
+		}
+	}
 	c.validateOutbound(&v)
 	c.validateQueue(&v)
 	c.validateShaping(&v)

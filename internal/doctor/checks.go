@@ -30,6 +30,9 @@ type Checker struct {
 	// for the local domains.
 	Blocklists       []string
 	DomainBlocklists []string
+	// DNSSECProbe is a name in a signed zone that tells whether the resolver validates
+	// (dns.dnssec_probe); "" = the root.
+	DNSSECProbe string
 
 	// Ports are the server's own ports probed on the hostname (0 = the standard port).
 	Ports Ports

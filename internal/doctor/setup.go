@@ -205,6 +205,6 @@ func CheckerFor(cfg config.Config, s Setup) *Checker {
 	return &Checker{
 		Setup: s, Port25Probe: cfg.Check.Port25Probe, PortsInProbe: cfg.Check.PortsInProbe,
 		Blocklists: cfg.Check.Blocklists, DomainBlocklists: cfg.Check.DomainBlocklists,
-		Ports: PortsFrom(cfg),
+		Ports: PortsFrom(cfg), DNSSECProbe: cfg.DNS.DNSSECProbe,
 	}
 }

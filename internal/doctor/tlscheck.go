@@ -268,7 +268,7 @@ func abbreviateHex(b []byte) string {
 // fails when TLSA is published in a zone that is not signed (senders ignore such records).
 func (c *Checker) checkDNSSEC(ctx context.Context, info tlsaInfo, tlsa Result) Result {
 	host := trimDot(c.Setup.Hostname)
-	validating := info.signed || dns.CheckDNSSEC(ctx, c.Resolver, "") == nil
+	validating := info.signed || dns.CheckDNSSEC(ctx, c.Resolver, c.DNSSECProbe) == nil
 	switch {
 	case info.signed:
 		return Result{ID: IDDNSSEC, Status: Pass, Target: host, Found: "the zone of " + host + " is signed and the resolver validates it", Why: whyDNSSEC}
