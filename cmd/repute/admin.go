@@ -13,6 +13,7 @@ import (
 
 	"github.com/repute-mail/repute/internal/app"
 	"github.com/repute-mail/repute/internal/config"
+	"github.com/repute-mail/repute/internal/control"
 	"github.com/repute-mail/repute/internal/store"
 )
 
@@ -86,6 +87,7 @@ func cmdDomainAdd(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "DKIM %s key %s: publish this record (all records: repute dns records %s)\n%s\n",
 				k.Algorithm, k.Selector, d.Name, k.ZoneLine())
 		}
+		domainsChanged(e)
 		return nil
 	})
 }
@@ -128,6 +130,7 @@ func cmdDomainDel(e *env, args []string) error {
 		err := db.DelDomain(ctx, pos[0])
 		if err == nil {
 			fmt.Fprintf(e.stdout, "domain %s deleted\n", pos[0])
+			domainsChanged(e)
 		}
 		return err
 	})
@@ -255,4 +258,14 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// domainsChanged tells a running server that the local domains changed, so that it gets
+// (or stops renewing) their certificates now rather than within the hour.
+func domainsChanged(e *env) {
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return
+	}
+	control.Send(cfg.DataDir, "domains") // no server running: it reads the domains at start
 }
