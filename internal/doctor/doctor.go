@@ -13,7 +13,7 @@
 // sender or client would (TLS on 25/465/993, HTTPS for MTA-STS), so a pass means the
 // world sees the same thing.
 //
-// Every result has a stable id (a contract, docs/CONTRACTS.md §11), a status (pass,
+// Every result has a stable id (a contract, docs/CONTRACTS.md §6), a status (pass,
 // warn, fail, or error when the check itself could not run, such as a blocklist refusing
 // the query: an error is never reported as a fail), what was found, why it matters and the
 // exact fix. Checks never change anything.
@@ -40,7 +40,7 @@ const (
 	Error Status = "error"
 )
 
-// Check ids (docs/CONTRACTS.md §11): stable, scripts and the dashboard rely on them.
+// Check ids (docs/CONTRACTS.md §6): stable, scripts and the dashboard rely on them.
 const (
 	IDPTR             = "ptr"
 	IDFCrDNS          = "fcrdns"
