@@ -1,5 +1,8 @@
-// Package web is Repute's HTTP side. So far it serves the one-click unsubscribe of
-// RFC 8058: a POST to the List-Unsubscribe URL of a bulk message suppresses the recipient
+// Package web is Repute's HTTP side: the one-click unsubscribe of RFC 8058, the MTA-STS
+// policy of every local domain (mtasts.go) and the client set-up endpoints (Thunderbird
+// autoconfig, Outlook autodiscover, an Apple profile; autoconfig.go).
+//
+// One-click unsubscribe: a POST to the List-Unsubscribe URL of a bulk message suppresses the recipient
 // for the sending domain at once. A GET (a person clicking the link, or a link scanner
 // visiting it) only shows a page with a button that sends that POST: mail filters fetch
 // links in messages, and they must not unsubscribe anyone by doing so.
