@@ -87,7 +87,7 @@ func (c *Checker) checkSPF(ctx context.Context, domain string) Result {
 		return Result{ID: IDSPF, Status: errStatusSPF(err), Target: domain, Found: fmt.Sprintf("%q: %v", rec, err), Why: whySPF, Fix: fix}
 	}
 	if n > 10 {
-		return Result{ID: IDSPF, Status: Fail, Target: domain, Found: fmt.Sprintf("%q needs %d DNS lookups; RFC 7208 allows 10, so receivers get a permanent error", rec, n), Why: whySPF,
+		return Result{ID: IDSPF, Status: Fail, Target: domain, Found: fmt.Sprintf("%q needs more than 10 DNS lookups (%d counted before stopping); RFC 7208 allows 10, so receivers get a permanent error", rec, n), Why: whySPF,
 			Fix: "replace include:, a and mx terms by ip4:/ip6: ranges until at most 10 lookups remain: " + fix}
 	}
 	var bad []string
@@ -183,7 +183,7 @@ func (c *Checker) spfLookups(ctx context.Context, rec string, depth int) (int, e
 			}
 		}
 		if n > 10 {
-			return n, nil
+			return 11, nil // past the limit: how far past does not matter
 		}
 	}
 	return n, nil
