@@ -48,7 +48,7 @@ var layering = map[string][]string{
 	"internal/scheduler": {"internal/store", "internal/delivery", "internal/dsn", "internal/smtp", "internal/obs",
 		"internal/classify", "internal/route", "internal/shaper", "internal/outcome"},
 	"internal/doctor": {"internal/dns", "internal/auth", "internal/config", "internal/store", "internal/tlsconf"}, // records and live checks of the set-up
-	"internal/web":    {"internal/obs", "internal/store", "internal/unsubscribe", "internal/outcome", "internal/doctor"},
+	"internal/web":    {"internal/obs", "internal/store", "internal/unsubscribe", "internal/outcome", "internal/doctor", "internal/smtp"},
 	"internal/bounce": {"internal/classify", "internal/dsn", "internal/obs", "internal/smtp", "internal/store", "internal/verp", "internal/unsubscribe", "internal/outcome"},
 	"internal/app":    nil, // the composition root imports everything
 	"cmd/repute":      nil, // flags and dispatch

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/repute-mail/repute/internal/dns"
 	"github.com/repute-mail/repute/internal/doctor"
 	"github.com/repute-mail/repute/internal/smtp"
 )
@@ -52,9 +51,10 @@ func (s *Server) mtaSTS(w http.ResponseWriter, r *http.Request) {
 }
 
 // policyFor is the policy served for domain: mode and max_age from the Server,
-// and as mx the Hostname plus, when MX is set, the domain's MX hosts as DNS has them
-// now, so that a domain with a backup MX elsewhere does not have it refused by senders
-// in enforce mode.
+// and as mx the Hostname plus, when MX is set, the further MX hosts it names (the
+// configured mta_sts.mx), so that a domain with a backup MX elsewhere does not have it
+// refused by senders in enforce mode. The live MX records are never used: the policy
+// exists to protect delivery when DNS answers are forged.
 func (s *Server) policyFor(ctx context.Context, domain string) string {
 	mx := []string{s.Hostname}
 	if s.MX != nil {
@@ -62,27 +62,6 @@ func (s *Server) policyFor(ctx context.Context, domain string) string {
 	}
 	policy, _ := doctor.MTASTSPolicy(s.MTASTSMode, s.MTASTSMaxAge, mx)
 	return policy
-}
-
-// LookupMX returns a function for Server.MX that asks r for a domain's MX hosts. A
-// failed lookup, NXDOMAIN and a null MX (RFC 7505) give no hosts, so the policy then
-// names Hostname alone.
-func LookupMX(r dns.Resolver) func(ctx context.Context, domain string) []string {
-	return func(ctx context.Context, domain string) []string {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		mxs, _, err := r.LookupMX(ctx, strings.TrimSuffix(domain, ".")+".")
-		if err != nil {
-			return nil
-		}
-		hosts := make([]string, 0, len(mxs))
-		for _, mx := range mxs {
-			if h := strings.ToLower(strings.TrimSuffix(mx.Host, ".")); h != "" {
-				hosts = append(hosts, h)
-			}
-		}
-		return hosts
-	}
 }
 
 // requestHost is the request's Host without the port, lower-cased and without a trailing

@@ -26,10 +26,8 @@ import (
 	"testing"
 	"time"
 
-	mdns "github.com/miekg/dns"
 	moxmtasts "github.com/mjl-/mox/mtasts"
 
-	"github.com/repute-mail/repute/internal/dns"
 	"github.com/repute-mail/repute/internal/dns/dnstest"
 	"github.com/repute-mail/repute/internal/doctor"
 )
@@ -244,12 +242,8 @@ func TestMTASTSOverHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dnsSrv.Close()
-	resolver, err := dns.New(dnsSrv.Addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := setupServer()
-	s.MX = LookupMX(resolver)
+	s.MX = func(context.Context, string) []string { return []string{"backup.example.net"} }
 	ts := startTLS(t, s.Handler())
 	policy, id := doctor.MTASTSPolicy("enforce", 7*24*time.Hour, []string{"mail.example.org", "backup.example.net"})
 	dnsSrv.Add(`_mta-sts.example.org. TXT "v=STSv1; id=` + id + `"`)
@@ -368,32 +362,3 @@ func stderrOf(err error) string {
 	return ""
 }
 
-// TestLookupMX asks a DNS server over the wire through Repute's resolver.
-func TestLookupMX(t *testing.T) {
-	srv, err := dnstest.Start(
-		"a.test. MX 20 MX2.a.test.",
-		"a.test. MX 10 mx1.a.test.",
-		"null.test. MX 0 .",
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	srv.Fail("broken.test.", mdns.RcodeServerFailure)
-	r, err := dns.New(srv.Addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mx := LookupMX(r)
-	for domain, want := range map[string][]string{
-		"a.test":        {"mx1.a.test", "mx2.a.test"},
-		"a.test.":       {"mx1.a.test", "mx2.a.test"},
-		"null.test":     {},
-		"nxdomain.test": nil,
-		"broken.test":   nil,
-	} {
-		if got := mx(context.Background(), domain); !slices.Equal(got, want) {
-			t.Errorf("%s: %q, want %q", domain, got, want)
-		}
-	}
-}
