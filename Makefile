@@ -1,6 +1,6 @@
 # The test command of the README's quick start; .ci/run runs exactly `make test`.
 GO ?= go
-CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/... ./internal/policy/... ./internal/auth/... ./internal/classify/... ./internal/bounce/... ./internal/submit/... ./internal/route/... ./internal/shaper/... ./internal/outcome/... ./internal/provider/... ./internal/control/...
+CORE = ./internal/store/... ./internal/session/... ./internal/mailstore/... ./internal/imapsrv/... ./internal/authguard/... ./internal/scheduler/... ./internal/delivery/... ./internal/dns/... ./internal/policy/... ./internal/auth/... ./internal/classify/... ./internal/bounce/... ./internal/submit/... ./internal/route/... ./internal/shaper/... ./internal/outcome/... ./internal/provider/... ./internal/control/... ./internal/doctor/... ./internal/web/...
 
 .PHONY: build test vet fmt-check race fuzz bench
 
@@ -51,6 +51,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzCompose$$' -fuzztime $(FUZZTIME) ./internal/alert
 	$(GO) test -run XXX -fuzz '^FuzzValidWebhook$$' -fuzztime $(FUZZTIME) ./internal/alert
 	$(GO) test -run XXX -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) ./internal/shaper
+	$(GO) test -run XXX -fuzz '^FuzzParseTSIGKey$$' -fuzztime $(FUZZTIME) ./internal/doctor
+	$(GO) test -run XXX -fuzz '^FuzzDomainRecords$$' -fuzztime $(FUZZTIME) ./internal/doctor
+	$(GO) test -run XXX -fuzz '^FuzzAutodiscover$$' -fuzztime $(FUZZTIME) ./internal/web
 
 bench:
 	bash bench/inbound.sh
