@@ -32,6 +32,9 @@ type selfCheck struct {
 	retry    time.Duration // re-check while direct delivery waits
 	gate     bool          // outbound.direct_when = "checks_pass"
 	direct   atomic.Bool   // the foundation checks passed in the last run
+	// check runs the checks once (doctor's Checker in the server; tests replace it).
+	check    func(ctx context.Context) (*doctor.Report, error)
+	announce func(ctx context.Context, r doctor.Result, kind string) // a change the admin is told of
 	mu       sync.Mutex
 	last     map[string]doctor.Status // by "id target"
 	path     string
@@ -44,6 +47,16 @@ func (a *App) startSelfCheck() {
 	cfg := a.cfg
 	sc := &selfCheck{a: a, interval: cfg.Scaled(cfg.Check.Interval.Duration), retry: cfg.Scaled(5 * time.Minute),
 		gate: cfg.Outbound.DirectWhen == "checks_pass", path: filepath.Join(cfg.DataDir, "checks.json")}
+	sc.check = func(ctx context.Context) (*doctor.Report, error) {
+		setup, err := doctor.SetupFrom(ctx, a.cfg, a.db)
+		if err != nil {
+			return nil, err
+		}
+		c := doctor.CheckerFor(a.cfg, setup)
+		c.Resolver, c.Log = a.resolver, a.log
+		return c.Run(ctx), nil
+	}
+	sc.announce = sc.notify
 	a.selfCheck = sc
 	if sc.interval == 0 && !sc.gate {
 		return
@@ -93,14 +106,11 @@ func (sc *selfCheck) run(ctx context.Context) {
 	a := sc.a
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	setup, err := doctor.SetupFrom(ctx, a.cfg, a.db)
+	rep, err := sc.check(ctx)
 	if err != nil {
 		a.log.Error("self-check: reading the set-up failed", "err", err)
 		return
 	}
-	c := doctor.CheckerFor(a.cfg, setup)
-	c.Resolver, c.Log = a.resolver, a.log
-	rep := c.Run(ctx)
 	if ctx.Err() != nil {
 		return
 	}
@@ -118,7 +128,7 @@ func (sc *selfCheck) run(ctx context.Context) {
 			a.log.Warn("self-check: a foundation check fails; mail goes through outbound.fallback_relay until it is fixed (repute check)")
 		}
 	}
-	if direct && !was && sc.gate && a.sched != nil {
+	if direct && !was && sc.gate && a.sched != nil && a.sched.DB != nil {
 		a.sched.Wake()
 	}
 
@@ -147,19 +157,20 @@ func (sc *selfCheck) run(ctx context.Context) {
 		if first {
 			continue // failing since before this server remembers: logged, not announced
 		}
-		sc.announce(ctx, r, obs.CheckChanged, alert.CheckFailed)
+		sc.announce(ctx, r, alert.CheckFailed)
 	}
 	for _, r := range fixed {
 		a.log.Info("self-check: check passes again", "check", r.ID, "target", r.Target)
-		sc.announce(ctx, r, obs.CheckChanged, alert.CheckFixed)
+		sc.announce(ctx, r, alert.CheckFixed)
 	}
 }
 
-// announce records a check's change in the mail-event log and tells the admin.
-func (sc *selfCheck) announce(ctx context.Context, r doctor.Result, event, kind string) {
+// notify records a check's change in the mail-event log (check_changed) and tells the
+// admin.
+func (sc *selfCheck) notify(ctx context.Context, r doctor.Result, kind string) {
 	a := sc.a
 	now := time.Now()
-	ev := outcome.Event{Source: "self-check", Detail: r.Fix, Event: obs.Event{Time: now, Event: event,
+	ev := outcome.Event{Source: "self-check", Detail: r.Fix, Event: obs.Event{Time: now, Event: obs.CheckChanged,
 		Text: r.ID + " " + r.Target + ": " + string(r.Status) + ": " + r.Found, Category: r.ID, Reason: string(r.Status),
 		Advice: r.Fix, URL: r.URL}}
 	if err := a.outcomes.Record(ctx, ev); err != nil {
