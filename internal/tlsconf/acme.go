@@ -379,7 +379,7 @@ func acmeNames(hostname string, domains []string) []string {
 	names := []string{hostname}
 	seen := map[string]bool{hostname: true}
 	for _, d := range norm {
-		for _, n := range []string{"mta-sts." + d, "autoconfig." + d} {
+		for _, n := range []string{"mta-sts." + d, "autoconfig." + d, "autodiscover." + d} {
 			if !seen[n] {
 				seen[n] = true
 				names = append(names, n)

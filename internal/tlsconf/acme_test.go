@@ -40,10 +40,10 @@ func TestACMENames(t *testing.T) {
 		want    []string
 	}{
 		{"host name only", nil, []string{testHost}},
-		{"one domain", []string{"example.test"}, []string{testHost, "mta-sts.example.test", "autoconfig.example.test"}},
+		{"one domain", []string{"example.test"}, []string{testHost, "mta-sts.example.test", "autoconfig.example.test", "autodiscover.example.test"}},
 		{"sorted, normalised, deduplicated", []string{"B.test.", "a.test", "b.test", ""},
-			[]string{testHost, "mta-sts.a.test", "autoconfig.a.test", "mta-sts.b.test", "autoconfig.b.test"}},
-		{"host name among the names", []string{"test"}, []string{testHost, "mta-sts.test", "autoconfig.test"}},
+			[]string{testHost, "mta-sts.a.test", "autoconfig.a.test", "autodiscover.a.test", "mta-sts.b.test", "autoconfig.b.test", "autodiscover.b.test"}},
+		{"host name among the names", []string{"test"}, []string{testHost, "mta-sts.test", "autoconfig.test", "autodiscover.test"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,7 +52,7 @@ func TestACMENames(t *testing.T) {
 			}
 		})
 	}
-	if got := acmeNames("mta-sts.a.test", []string{"a.test"}); !slices.Equal(got, []string{"mta-sts.a.test", "autoconfig.a.test"}) {
+	if got := acmeNames("mta-sts.a.test", []string{"a.test"}); !slices.Equal(got, []string{"mta-sts.a.test", "autoconfig.a.test", "autodiscover.a.test"}) {
 		t.Errorf("host name that is also an mta-sts name: %v", got)
 	}
 }

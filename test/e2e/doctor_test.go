@@ -655,7 +655,7 @@ func (l *doctorLab) issue(name string, cases []doctorCase, notBefore, notAfter t
 			if h == "" {
 				h = "mail." + c.domain()
 			}
-			names = append(names, h, "mta-sts."+c.domain(), "autoconfig."+c.domain())
+			names = append(names, h, "mta-sts."+c.domain(), "autoconfig."+c.domain(), "autodiscover."+c.domain())
 		}
 	}
 	certPEM, keyPEM := l.ca.issue(l.t, names, notBefore, notAfter)
