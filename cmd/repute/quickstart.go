@@ -233,6 +233,9 @@ func quickstartUnit(e *env, dir, cfgPath, dataDir string) string {
 		chownTree(dataDir, u)
 		chownGroup(cfgPath, u)
 	}
+	if dir != "/etc/systemd/system" {
+		return fmt.Sprintf("systemctl link %s && systemctl enable --now repute", path)
+	}
 	return "systemctl daemon-reload && systemctl enable --now repute"
 }
 

@@ -122,7 +122,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.certs, err = tlsconf.Load(cfg.TLS, cfg.Hostname, cfg.DataDir, tlsconf.Options{
-		Logger: a.log, HTTPAddr: cfg.Listen.HTTP, HTTPSAddr: cfg.Listen.HTTPS, Domains: a.domainNames})
+		Logger: a.log, HTTPAddr: cfg.Listen.HTTP, HTTPSAddr: cfg.Listen.HTTPS, Domains: a.domainNames,
+		RenewCheckInterval: cfg.Scaled(10 * time.Minute)})
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}

@@ -35,13 +35,17 @@ func TestSelfCheckChanges(t *testing.T) {
 		r.Add(results...)
 		return r
 	}
-	spf := func(st doctor.Status) doctor.Result { return doctor.Result{ID: doctor.IDSPF, Target: "example.com", Status: st} }
-	mta := func(st doctor.Status) doctor.Result { return doctor.Result{ID: doctor.IDMTASTS, Target: "example.com", Status: st} }
+	spf := func(st doctor.Status) doctor.Result {
+		return doctor.Result{ID: doctor.IDSPF, Target: "example.com", Status: st}
+	}
+	mta := func(st doctor.Status) doctor.Result {
+		return doctor.Result{ID: doctor.IDMTASTS, Target: "example.com", Status: st}
+	}
 
 	reports = append(reports,
-		rep(spf(doctor.Fail), mta(doctor.Pass)), // first run: failing already, not announced
-		rep(spf(doctor.Pass), mta(doctor.Pass)), // spf fixed
-		rep(spf(doctor.Pass), mta(doctor.Fail)), // mta_sts breaks: announced, not a foundation check
+		rep(spf(doctor.Fail), mta(doctor.Pass)),  // first run: failing already, not announced
+		rep(spf(doctor.Pass), mta(doctor.Pass)),  // spf fixed
+		rep(spf(doctor.Pass), mta(doctor.Fail)),  // mta_sts breaks: announced, not a foundation check
 		rep(spf(doctor.Error), mta(doctor.Fail)), // spf cannot run: neither failing nor fixed; mta_sts still failing: not again
 	)
 	sc := newSC()

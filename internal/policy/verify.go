@@ -66,7 +66,8 @@ type Verdict struct {
 	ARC    auth.ARCResult
 	DMARC  auth.DMARCResult
 	Action Action
-	Reason string // why, for Reject and Defer
+	Reason string // why, for Reject and Defer: safe to show the client
+	Detail string // the underlying error, for the log only
 }
 
 func (v *Verifier) timeout() time.Duration {
@@ -109,7 +110,10 @@ func (v *Verifier) Message(iprev auth.IPRevResult, spf auth.SPFResult, msg []byt
 	switch {
 	case d.Result == "temperror":
 		vd.Action = Defer
-		vd.Reason = fmt.Sprintf("DMARC check for %s failed temporarily (DNS): %s; try again later", orUnknown(d.Domain), errText(d))
+		// The reply names the cause, not the lookup's details (resolver addresses and
+		// errors are ours): those go to the log with the verdict.
+		vd.Reason = fmt.Sprintf("DMARC check for %s failed temporarily (DNS); try again later", orUnknown(d.Domain))
+		vd.Detail = errText(d)
 	case d.Result == "fail" && d.Disposition == "reject":
 		vd.Action = Reject
 		vd.Reason = d.Reason

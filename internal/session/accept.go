@@ -214,7 +214,8 @@ func (c *conn) submit(tx *transaction, msgID string, data []byte) {
 // actOn answers a message that the sender checks refuse, and logs the verdict.
 func (c *conn) actOn(vd policy.Verdict, tx *transaction, msgID string) error {
 	c.log.Info("smtp: sender checks", "msg_id", msgID, "from", tx.from.String(), "action", vd.Action.String(),
-		"spf", vd.SPF.Result, "dmarc", vd.DMARC.Result, "dmarc_domain", vd.DMARC.Domain, "arc", vd.ARC.Result, "iprev", vd.IPRev.Result)
+		"spf", vd.SPF.Result, "dmarc", vd.DMARC.Result, "dmarc_domain", vd.DMARC.Domain, "arc", vd.ARC.Result, "iprev", vd.IPRev.Result,
+		"detail", vd.Detail)
 	switch vd.Action {
 	case policy.Reject:
 		c.srv.Metrics.Message(c.srv.Mode.String(), "rejected")

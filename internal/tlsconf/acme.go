@@ -151,7 +151,7 @@ func loadACME(c config.TLS, hostname, dataDir string, opts Options, log *slog.Lo
 	}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return a.magic, nil },
-		RenewCheckInterval: opts.renewCheckInterval,
+		RenewCheckInterval: opts.RenewCheckInterval,
 		Logger:             a.zap,
 	})
 	a.magic = certmagic.New(a.cache, certmagic.Config{

@@ -396,7 +396,7 @@ func startACMETest(t *testing.T, o acmeTestOptions) *acmeTest {
 	if o.noDomains {
 		e.domains = nil
 	}
-	opts := Options{Logger: log, renewCheckInterval: 500 * time.Millisecond, Domains: func(context.Context) ([]string, error) {
+	opts := Options{Logger: log, RenewCheckInterval: 500 * time.Millisecond, Domains: func(context.Context) ([]string, error) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		return slices.Clone(e.domains), nil

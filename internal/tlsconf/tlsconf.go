@@ -50,9 +50,11 @@ type Options struct {
 	// off. They must be bound before Start.
 	HTTPAddr, HTTPSAddr string
 
-	// renewCheckInterval overrides how often certificates are checked for renewal
-	// (certmagic's default, 10 minutes, when 0); tests shorten it.
-	renewCheckInterval time.Duration
+	// RenewCheckInterval is how often the certificates are checked for renewal (0:
+	// certmagic's default, 10 minutes). A renewal is due at a third of the lifetime left,
+	// days ahead for a real CA; simulations with short certificates shorten it
+	// (shaping.time_scale).
+	RenewCheckInterval time.Duration
 }
 
 // Certs is the certificate source of every TLS listener. All its configurations share one

@@ -363,4 +363,3 @@ func stderrOf(err error) string {
 	}
 	return ""
 }
-
