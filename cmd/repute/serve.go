@@ -187,6 +187,9 @@ http = ""
 https = ""
 metrics = "127.0.0.1:2925"
 
+[check]
+interval = "0s"  # a development server does not probe the internet (repute check does it on demand)
+
 [smtp]
 min_free_disk = 10485760
 `, filepath.Join(dir, "data"))

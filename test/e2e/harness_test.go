@@ -301,6 +301,9 @@ metrics = %q
 [dns]
 resolver = %q
 
+[check]
+interval = "0s"              # the self-check would probe the internet
+
 [outbound]
 remote_port = %d
 %s
