@@ -51,6 +51,9 @@ https = ""
 
 [dns]
 resolver = "$3"
+
+[check]
+interval = "0s"
 CFG
 }
 
