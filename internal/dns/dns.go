@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/mjl-/adns"
 	moxdns "github.com/mjl-/mox/dns"
@@ -103,4 +104,20 @@ func IsTemporary(err error) bool {
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr)
+}
+
+// ListName is the query label sequence of ip in a DNS list (RFC 5782 §2.1, §2.4): the
+// octets reversed for IPv4, the nibbles reversed for IPv6; the list's zone follows it.
+func ListName(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		b := ip.As4()
+		return fmt.Sprintf("%d.%d.%d.%d", b[3], b[2], b[1], b[0])
+	}
+	b := ip.As16()
+	parts := make([]string, 0, 32)
+	for i := len(b) - 1; i >= 0; i-- {
+		parts = append(parts, fmt.Sprintf("%x", b[i]&0xf), fmt.Sprintf("%x", b[i]>>4))
+	}
+	return strings.Join(parts, ".")
 }

@@ -84,7 +84,7 @@ func (c *Checker) checkBlocklistIPs(ctx context.Context) []Result {
 	for _, ip := range c.Setup.SendIPs {
 		names := make([]string, len(c.Blocklists))
 		for i, z := range c.Blocklists {
-			names[i] = reverseName(ip) + "." + trimDot(z)
+			names[i] = dns.ListName(ip) + "." + trimDot(z)
 		}
 		answers := c.queryAll(ctx, names)
 		clean := 0
@@ -166,22 +166,6 @@ func (c *Checker) queryAll(ctx context.Context, names []string) []listAnswer {
 	}
 	wg.Wait()
 	return out
-}
-
-// reverseName is the query label of an address in a DNS list: the IPv4 octets reversed,
-// or the IPv6 nibbles reversed (RFC 5782 §2.1, §2.4).
-func reverseName(ip netip.Addr) string {
-	ip = ip.Unmap()
-	if ip.Is4() {
-		b := ip.As4()
-		return fmt.Sprintf("%d.%d.%d.%d", b[3], b[2], b[1], b[0])
-	}
-	b := ip.As16()
-	var parts []string
-	for i := len(b) - 1; i >= 0; i-- {
-		parts = append(parts, fmt.Sprintf("%x.%x", b[i]&0xf, b[i]>>4))
-	}
-	return strings.Join(parts, ".")
 }
 
 // delistURL is the lookup or removal page of a list.

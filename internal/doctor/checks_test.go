@@ -71,13 +71,13 @@ func TestListVerdict(t *testing.T) {
 	}
 }
 
-func TestReverseName(t *testing.T) {
+func TestListName(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.1":   "1.2.0.192",
 		"2001:db8::1": "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2",
 	} {
-		if got := reverseName(netip.MustParseAddr(in)); got != want {
-			t.Errorf("reverseName(%s) = %s, want %s", in, got, want)
+		if got := dns.ListName(netip.MustParseAddr(in)); got != want {
+			t.Errorf("dns.ListName(%s) = %s, want %s", in, got, want)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/repute-mail/repute/internal/dns"
 )
 
 // checkReverse runs the checks of one sending address: ptr, fcrdns, helo, ip_type and,
@@ -119,7 +121,7 @@ func (c *Checker) policyListed(ctx context.Context, ip netip.Addr) (bool, string
 		if z != "zen.spamhaus.org" && z != "pbl.spamhaus.org" {
 			continue
 		}
-		ans := c.queryList(ctx, reverseName(ip)+"."+z)
+		ans := c.queryList(ctx, dns.ListName(ip)+"."+z)
 		for _, a := range ans.addrs {
 			if b := a.As4(); a.Is4() && b[0] == 127 && b[1] == 0 && b[2] == 0 && (b[3] == 10 || b[3] == 11) {
 				return true, z, ans.txt

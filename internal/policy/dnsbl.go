@@ -63,7 +63,7 @@ func (b *DNSBL) lookup(ctx context.Context, ip netip.Addr, zone string) (*Listin
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	name := reversed(ip) + "." + strings.TrimSuffix(zone, ".") + "."
+	name := dns.ListName(ip) + "." + strings.TrimSuffix(zone, ".") + "."
 	ips, _, err := b.Resolver.LookupIP(ctx, "ip4", name)
 	if dns.IsNotFound(err) {
 		return nil, nil
@@ -92,20 +92,4 @@ func (b *DNSBL) lookup(ctx context.Context, ip netip.Addr, zone string) (*Listin
 		l.Reason = strings.Join(txts, " ")
 	}
 	return l, nil
-}
-
-// reversed returns the query label sequence for ip: reversed octets for IPv4, reversed
-// nibbles for IPv6 (RFC 5782 §2.1, §2.4).
-func reversed(ip netip.Addr) string {
-	ip = ip.Unmap()
-	if ip.Is4() {
-		b := ip.As4()
-		return fmt.Sprintf("%d.%d.%d.%d", b[3], b[2], b[1], b[0])
-	}
-	b := ip.As16()
-	var parts []string
-	for i := len(b) - 1; i >= 0; i-- {
-		parts = append(parts, fmt.Sprintf("%x", b[i]&0xf), fmt.Sprintf("%x", b[i]>>4))
-	}
-	return strings.Join(parts, ".")
 }

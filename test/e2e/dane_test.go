@@ -108,35 +108,7 @@ func (r *dnssecResolver) start(t *testing.T, origin string, records []string) {
 	}
 	zone := fmt.Sprintf("$ORIGIN %s\n$TTL 60\n@ SOA ns.%s hostmaster.%s %d 3600 600 86400 60\n@ NS ns.%s\nns A 127.0.0.1\n%s\n",
 		origin, origin, origin, time.Now().Unix(), origin, strings.Join(records, "\n"))
-	knotConf := fmt.Sprintf(`server:
-    listen: 127.0.0.1@%[2]d
-    rundir: %[1]s/run
-    pidfile: %[1]s/run/knot.pid
-log:
-  - target: %[1]s/knot.log
-    any: info
-database:
-    storage: %[1]s/db
-control:
-    listen: %[1]s/run/knot.sock
-policy:
-  - id: e2e
-    algorithm: ecdsap256sha256
-    nsec3: off
-    ksk-lifetime: 0
-    zsk-lifetime: 0
-template:
-  - id: default
-    storage: %[1]s/zones
-    file: "%%s.zone"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-zone:
-  - domain: %[3]s
-    dnssec-signing: on
-    dnssec-policy: e2e
-`, d, r.knotPort, origin)
+	knotConf := knotConfig(d, r.knotPort, []knotZone{{origin, true}})
 	knotConfPath := filepath.Join(d, "knot.conf")
 	writeFile(t, filepath.Join(d, "zones", strings.TrimSuffix(origin, ".")+".zone"), zone)
 	writeFile(t, knotConfPath, knotConf)
@@ -276,4 +248,49 @@ func readTail(path string) string {
 		b = b[len(b)-max:]
 	}
 	return string(b)
+}
+
+// knotZone is a zone Knot serves from DIR/zones/NAME.zone, signed (ECDSA P-256, NSEC,
+// keys that never roll) or not.
+type knotZone struct {
+	name   string // absolute or not
+	signed bool
+}
+
+// knotConfig is the configuration of a Knot serving zones on 127.0.0.1:port, with its
+// state under dir.
+func knotConfig(dir string, port int, zones []knotZone) string {
+	var zs strings.Builder
+	for _, z := range zones {
+		fmt.Fprintf(&zs, "  - domain: %s.\n", strings.TrimSuffix(z.name, "."))
+		if z.signed {
+			zs.WriteString("    dnssec-signing: on\n    dnssec-policy: e2e\n")
+		}
+	}
+	return fmt.Sprintf(`server:
+    listen: 127.0.0.1@%[2]d
+    rundir: %[1]s/run
+    pidfile: %[1]s/run/knot.pid
+log:
+  - target: %[1]s/knot.log
+    any: info
+database:
+    storage: %[1]s/db
+control:
+    listen: %[1]s/run/knot.sock
+policy:
+  - id: e2e
+    algorithm: ecdsap256sha256
+    nsec3: off
+    ksk-lifetime: 0
+    zsk-lifetime: 0
+template:
+  - id: default
+    storage: %[1]s/zones
+    file: "%%s.zone"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+zone:
+%[3]s`, dir, port, zs.String())
 }

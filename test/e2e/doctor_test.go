@@ -418,43 +418,15 @@ func (l *doctorLab) startDNS(cases []doctorCase) {
 	for _, sub := range []string{"zones", "db", "run", "rbl"} {
 		os.MkdirAll(filepath.Join(d, sub), 0o755)
 	}
-	var knotZones strings.Builder
+	var zones []knotZone
 	var names []string
 	for name, z := range l.zones {
 		names = append(names, name)
 		writeFile(t, filepath.Join(d, "zones", name+".zone"), z.file())
-		fmt.Fprintf(&knotZones, "  - domain: %s.\n", name)
-		if !z.unsigned {
-			knotZones.WriteString("    dnssec-signing: on\n    dnssec-policy: e2e\n")
-		}
+		zones = append(zones, knotZone{name, !z.unsigned})
 	}
 	slices.Sort(names)
-	knotConf := fmt.Sprintf(`server:
-    listen: 127.0.0.1@5301
-    rundir: %[1]s/run
-    pidfile: %[1]s/run/knot.pid
-log:
-  - target: %[1]s/knot.log
-    any: info
-database:
-    storage: %[1]s/db
-control:
-    listen: %[1]s/run/knot.sock
-policy:
-  - id: e2e
-    algorithm: ecdsap256sha256
-    nsec3: off
-    ksk-lifetime: 0
-    zsk-lifetime: 0
-template:
-  - id: default
-    storage: %[1]s/zones
-    file: "%%s.zone"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-zone:
-%[2]s`, d, knotZones.String())
+	knotConf := knotConfig(d, 5301, zones)
 	knotConfPath := filepath.Join(d, "knot.conf")
 	writeFile(t, knotConfPath, knotConf)
 	if out, err := exec.Command("/usr/sbin/knotc", "-c", knotConfPath, "conf-check").CombinedOutput(); err != nil {
