@@ -134,35 +134,7 @@ func (r *dnssecResolver) start(t *testing.T, origin string, records []string) {
 	anchor := filepath.Join(d, "anchor.ds")
 	writeFile(t, anchor, ds)
 
-	unboundConf := fmt.Sprintf(`server:
-    interface: 127.0.0.1
-    port: %[2]d
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    username: ""
-    chroot: ""
-    directory: "%[1]s"
-    pidfile: "%[1]s/run/unbound.pid"
-    logfile: "%[1]s/unbound.log"
-    use-syslog: no
-    verbosity: 1
-    val-log-level: 2
-    log-servfail: yes
-    trust-anchor-file: "%[4]s"
-    # nothing outside the test zone is reachable: NXDOMAIN at once instead of timeouts
-    local-zone: "." static
-    local-zone: "%[5]s" transparent
-    cache-max-ttl: 30
-    cache-max-negative-ttl: 5
-    harden-dnssec-stripped: yes
-    module-config: "validator iterator"
-stub-zone:
-    name: "%[5]s"
-    stub-addr: 127.0.0.1@%[3]d
-remote-control:
-    control-enable: no
-`, d, r.resolvPrt, r.knotPort, anchor, origin)
+	unboundConf := unboundConfig(d, r.resolvPrt, anchor, []unboundStub{{origin, fmt.Sprintf("127.0.0.1@%d", r.knotPort), false}})
 	unboundConfPath := filepath.Join(d, "unbound.conf")
 	writeFile(t, unboundConfPath, unboundConf)
 	if out, err := exec.Command("/usr/sbin/unbound-checkconf", unboundConfPath).CombinedOutput(); err != nil {
@@ -293,4 +265,50 @@ template:
     journal-content: none
 zone:
 %[3]s`, dir, port, zs.String())
+}
+
+// unboundStub is a zone unbound asks a given server for (addr "127.0.0.1@PORT"); an
+// insecure one is validated as unsigned even under a trust anchor.
+type unboundStub struct {
+	name, addr string
+	insecure   bool
+}
+
+// unboundConfig is a validating unbound on 127.0.0.1:port with the trust anchors in
+// anchorFile, answering only for the stub zones: everything else is NXDOMAIN at once
+// instead of a timeout.
+func unboundConfig(dir string, port int, anchorFile string, stubs []unboundStub) string {
+	var local, stub strings.Builder
+	for _, z := range stubs {
+		name := strings.TrimSuffix(z.name, ".") + "."
+		fmt.Fprintf(&local, "    local-zone: %q transparent\n", name)
+		if z.insecure {
+			fmt.Fprintf(&local, "    domain-insecure: %q\n", name)
+		}
+		fmt.Fprintf(&stub, "stub-zone:\n    name: %q\n    stub-addr: %s\n", name, z.addr)
+	}
+	return fmt.Sprintf(`server:
+    interface: 127.0.0.1
+    port: %[2]d
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    username: ""
+    chroot: ""
+    directory: "%[1]s"
+    pidfile: "%[1]s/run/unbound.pid"
+    logfile: "%[1]s/unbound.log"
+    use-syslog: no
+    verbosity: 1
+    val-log-level: 2
+    log-servfail: yes
+    trust-anchor-file: "%[3]s"
+    local-zone: "." static
+%[4]s    cache-max-ttl: 30
+    cache-max-negative-ttl: 5
+    harden-dnssec-stripped: yes
+    module-config: "validator iterator"
+%[5]sremote-control:
+    control-enable: no
+`, dir, port, anchorFile, local.String(), stub.String())
 }

@@ -460,43 +460,14 @@ func (l *doctorLab) startDNS(cases []doctorCase) {
 	l.daemon("rbldnsd", filepath.Join(d, "rbldnsd.log"), "/usr/sbin/rbldnsd", "-n", "-b", "127.0.0.1/5302", "-w", filepath.Join(d, "rbl"),
 		"zen.spamhaus.org:ip4set:zen.txt", "bl.spamcop.net:ip4set:spamcop.txt", "dbl.spamhaus.org:dnset:dbl.txt")
 
-	var stubs strings.Builder
+	var stubs []unboundStub
 	for _, name := range names {
-		fmt.Fprintf(&stubs, "    local-zone: \"%s.\" transparent\n", name)
+		stubs = append(stubs, unboundStub{name, "127.0.0.1@5301", false})
 	}
 	for _, name := range []string{"zen.spamhaus.org", "bl.spamcop.net", "dbl.spamhaus.org"} {
-		fmt.Fprintf(&stubs, "    local-zone: \"%s.\" transparent\n    domain-insecure: \"%s.\"\n", name, name)
+		stubs = append(stubs, unboundStub{name, "127.0.0.1@5302", true})
 	}
-	var stubZones strings.Builder
-	for _, name := range names {
-		fmt.Fprintf(&stubZones, "stub-zone:\n    name: \"%s.\"\n    stub-addr: 127.0.0.1@5301\n", name)
-	}
-	for _, name := range []string{"zen.spamhaus.org", "bl.spamcop.net", "dbl.spamhaus.org"} {
-		fmt.Fprintf(&stubZones, "stub-zone:\n    name: \"%s.\"\n    stub-addr: 127.0.0.1@5302\n", name)
-	}
-	unboundConf := fmt.Sprintf(`server:
-    interface: 127.0.0.1
-    port: 53
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    username: ""
-    chroot: ""
-    directory: "%[1]s"
-    pidfile: "%[1]s/run/unbound.pid"
-    logfile: "%[1]s/unbound.log"
-    use-syslog: no
-    verbosity: 1
-    log-servfail: yes
-    trust-anchor-file: "%[1]s/anchors.ds"
-    local-zone: "." static
-%[2]s    cache-max-ttl: 30
-    cache-max-negative-ttl: 5
-    harden-dnssec-stripped: yes
-    module-config: "validator iterator"
-%[3]sremote-control:
-    control-enable: no
-`, d, stubs.String(), stubZones.String())
+	unboundConf := unboundConfig(d, 53, filepath.Join(d, "anchors.ds"), stubs)
 	writeFile(t, filepath.Join(d, "unbound.conf"), unboundConf)
 	if out, err := exec.Command("/usr/sbin/unbound-checkconf", filepath.Join(d, "unbound.conf")).CombinedOutput(); err != nil {
 		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
