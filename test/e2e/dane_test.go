@@ -304,8 +304,8 @@ func unboundConfig(dir string, port int, anchorFile string, stubs []unboundStub)
     log-servfail: yes
     trust-anchor-file: "%[3]s"
     local-zone: "." static
-%[4]s    cache-max-ttl: 30
-    cache-max-negative-ttl: 5
+%[4]s    cache-max-ttl: 2
+    cache-max-negative-ttl: 2
     harden-dnssec-stripped: yes
     module-config: "validator iterator"
 %[5]sremote-control:

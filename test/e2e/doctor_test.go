@@ -118,6 +118,113 @@ func TestDoctorChecks(t *testing.T) {
 			t.Logf("%s: %s — fix: %s", got[0].Target, got[0].Found, got[0].Fix)
 		})
 	}
+	t.Run("self-check", func(t *testing.T) { lab.selfCheck(t, cases[0]) })
+}
+
+// selfCheck runs a server whose self-check runs every second (check.interval 1m at
+// time_scale 60), breaks the SPF record of its domain in Knot, and expects exactly one
+// check_changed event and one check_failed webhook for it, then, with the record back,
+// a check_fixed notice.
+func (l *doctorLab) selfCheck(t *testing.T, c doctorCase) {
+	dir := filepath.Join(l.dir, "watch")
+	os.MkdirAll(dir, 0o755)
+	hooks := filepath.Join(dir, "hooks.jsonl")
+	l.daemon("webhook", filepath.Join(dir, "webhook.log"), "/usr/bin/python3", "-c", `import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[1], "ab") as f: f.write(body + b"\n")
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", 8099), H).serve_forever()`, hooks)
+	cfg := filepath.Join(dir, "repute.toml")
+	writeFile(t, cfg, fmt.Sprintf(`hostname = %q
+data_dir = %q
+
+[listen]
+smtp = "%[3]s:2525"
+submission = ""
+submissions = "%[3]s:2465"
+imap = ""
+imaps = "%[3]s:2993"
+http = ""
+https = ""
+
+[tls]
+cert_file = %[4]q
+key_file = %[5]q
+
+[dns]
+resolver = "127.0.0.1:53"
+dnssec_probe = "d00.test"
+
+[mta_sts]
+mx = [%[6]s]
+
+[outbound]
+public_ips = [%[7]q]
+
+[check]
+port25_probe = "127.0.0.1:25"
+blocklists = ["zen.spamhaus.org"]
+domain_blocklists = []
+interval = "1m"
+
+[shaping]
+time_scale = 60
+
+[alerts]
+postmaster = false
+webhook_url = "http://127.0.0.1:8099/hook"
+
+[smtp]
+min_free_disk = 1048576
+`, c.hostname, filepath.Join(dir, "data"), c.ip(), l.certFile, l.keyFile, l.policyMX, c.ip()))
+	if out, err := l.nsRun(time.Minute, "", reputeBin, "domain", "add", c.domain(), "--config", cfg); err != nil {
+		t.Fatalf("domain add: %v\n%s", err, out)
+	}
+	events := filepath.Join(dir, "data", "events.log")
+	l.serve("watch", cfg, c.ip()+":2525")
+	// The first run is the baseline: its failures (this server's DKIM keys are not the
+	// published ones) are logged, not announced.
+	waitFor(t, 30*time.Second, "the first self-check", func() (bool, string) {
+		data, _ := os.ReadFile(filepath.Join(dir, "data", "checks.json"))
+		return len(data) > 0, readTail(filepath.Join(l.dir, "serve-watch.log.out"))
+	})
+	knotc := func(args ...string) {
+		out, err := exec.Command("/usr/sbin/knotc", append([]string{"-c", filepath.Join(l.dir, "dns", "knot.conf")}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("knotc %v: %v\n%s", args, err, out)
+		}
+	}
+	zone := c.domain() + "."
+	good := fmt.Sprintf(`"v=spf1 ip4:%s -all"`, c.ip())
+	setSPF := func(value string) {
+		knotc("zone-begin", zone)
+		knotc("zone-unset", zone, "@", "TXT")
+		knotc("zone-set", zone, "@", "60", "TXT", value)
+		knotc("zone-commit", zone)
+	}
+	setSPF(`"v=spf1 ip4:45.33.32.250 -all"`)
+	count := func(path, substr string) int {
+		data, _ := os.ReadFile(path)
+		return strings.Count(string(data), substr)
+	}
+	waitFor(t, 60*time.Second, "a check_changed event and a check_failed webhook for spf", func() (bool, string) {
+		return count(events, `"event":"check_changed"`) >= 1 && count(hooks, `"kind":"check_failed"`) >= 1,
+			readTail(events) + "\nhooks: " + readTail(hooks)
+	})
+	hookText, _ := os.ReadFile(hooks)
+	if n := strings.Count(string(hookText), `"check":"spf"`); n != 1 || !strings.Contains(string(hookText), `"target":"`+c.domain()+`"`) {
+		t.Errorf("want one check_failed webhook for spf of %s, got:\n%s", c.domain(), hookText)
+	}
+	setSPF(good)
+	waitFor(t, 60*time.Second, "a check_fixed webhook", func() (bool, string) {
+		return count(hooks, `"kind":"check_fixed"`) >= 1, readTail(hooks)
+	})
+	if n := count(hooks, `"kind":"check_failed"`); n != 1 {
+		t.Errorf("%d check_failed webhooks, want 1 (no repeats while the check keeps failing)", n)
+	}
 }
 
 // doctorCase is one set-up: domain dNN.test, sending address 45.33.32.N, hostname
