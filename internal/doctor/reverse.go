@@ -102,10 +102,13 @@ func (c *Checker) checkIPType(ctx context.Context, ip netip.Addr, ptrs []string)
 	}
 	for _, name := range ptrs {
 		if generic, why := genericPTR(name, ip); generic {
+			fix := fmt.Sprintf("set a PTR of your own for %s: %s (hosting provider)", ip, trimDot(c.Setup.Hostname))
+			if g, _ := genericPTR(c.Setup.Hostname, ip); g {
+				fix = fmt.Sprintf("choose a hostname in your own domain (hostname = \"mail.example.com\"), point its A record at %s, and set the PTR of %s to it (hosting provider)", ip, ip)
+			}
 			out := []Result{{ID: IDIPType, Status: Fail, Target: target,
 				Found: fmt.Sprintf("the PTR %s looks generic (%s): receivers take it for a dynamic or residential address", name, why),
-				Why:   whyIPType,
-				Fix:   fmt.Sprintf("set a PTR of your own for %s: %s (hosting provider)", ip, trimDot(c.Setup.Hostname))}}
+				Why:   whyIPType, Fix: fix}}
 			hint := providerHint(name)
 			out = append(out, Result{ID: IDPTRHint, Status: Warn, Target: target, Found: "PTR " + name, Why: "How to set the PTR at this provider.", Fix: hint.how, URL: hint.url})
 			return out
