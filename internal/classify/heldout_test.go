@@ -29,6 +29,7 @@ const (
 	fifthMinAccuracy     = 87
 	sixthMinAccuracy     = 98
 	seventhMinAccuracy   = 94
+	eighthMinAccuracy    = 83
 )
 
 // TestTuning classifies the provider replies that the rules are tuned on.
@@ -59,6 +60,14 @@ func TestHeldOutSixth(t *testing.T) {
 // 38 of 50 (76.0%); it is spent: its misses were read and the rules widened, 47 of 50 since.
 func TestHeldOutSeventh(t *testing.T) {
 	scoreReplies(t, "heldout7.tsv", seventhMinAccuracy)
+}
+
+// TestHeldOutEighth classifies the eighth held-out set (testdata/heldout8.tsv), a third
+// natural sample of field replies of the listed providers from sources not used before,
+// collected and labelled apart from the rules (by docs/CONTRACTS.md §3) after
+// heldout7.tsv was spent. Measured once: 55 of 66 (83.3%); it is spent.
+func TestHeldOutEighth(t *testing.T) {
+	scoreReplies(t, "heldout8.tsv", eighthMinAccuracy)
 }
 
 // TestWordings classifies the default and typical reply texts of common mail software
