@@ -25,7 +25,8 @@ func TestProviderCodes(t *testing.T) {
 		{"exo server busy", "451 4.7.500 Server busy, please try again later", "x.mail.protection.outlook.com", RateLimited},
 		{"exo 5.7.705 over policy text", "550 5.7.705 Access denied, tenant has exceeded threshold.", "", IPReputation},
 		{"exo 5.7.515 cut", "550 5.7.515 Access denied, sending dom", "", Authentication},
-		{"gmail 4.7.28 ip", "421-4.7.28 unusual rate of unsolicited email from your IP - gsmtp", "", IPReputation},
+		{"gmail 4.7.28 ip", "421-4.7.28 unusual rate of unsolicited email from your IP - gsmtp", "", RateLimited}, // a deferral: CONTRACTS §3
+		{"gmail 5.7.28 ip", "550-5.7.28 unusual rate of unsolicited email from your IP - gsmtp", "", IPReputation},
 		{"gmail 4.7.28 dkim domain", "421-4.7.28 unsolicited email originating from your DKIM domain - gsmtp", "", DomainReputation},
 		{"gmail 4.7.28 alone", "421 4.7.28 - gsmtp", "", RateLimited},
 		{"gmail 5.7.28 alone", "550 5.7.28", "gmail-smtp-in.l.google.com", IPReputation},
