@@ -19,7 +19,7 @@ import (
 // change to either package breaks this, one of the two has drifted from the providers.
 func TestClassifierReadsReplies(t *testing.T) {
 	want := map[Provider]map[Event]string{
-		Google:    {EventRate: classify.IPReputation, EventConnections: classify.Transient, EventBlock: classify.IPReputation},
+		Google:    {EventRate: classify.RateLimited, EventConnections: classify.Transient, EventBlock: classify.IPReputation},
 		Microsoft: {EventRate: classify.IPReputation, EventConnections: classify.RateLimited, EventBlock: classify.IPReputation},
 		Yahoo:     {EventRate: classify.RateLimited, EventConnections: classify.RateLimited, EventBlock: classify.IPReputation},
 	}
