@@ -100,8 +100,9 @@ func TestProviderBlock(t *testing.T) {
 		return got >= int64(n), fmt.Sprintf("%d of %d; Microsoft from the relay: %d", got, n, msSim.Stats(pfIP).Accepted)
 	})
 	direct, relayed := msSim.Stats(a.ip), msSim.Stats(pfIP)
-	t.Logf("Microsoft: %d accepted from Repute (%d block replies, %d transactions and %d connections after one), %d through the fallback relay; all in %v after the block",
-		direct.Accepted, direct.BlockReplies, direct.TransactionsAfterBlock, direct.ConnectionsAfterBlock, relayed.Accepted,
+	t.Logf("Microsoft: %d accepted from Repute (%d block replies, %d transactions and %d connections after one, %d and %d racing it), %d through the fallback relay; all in %v after the block",
+		direct.Accepted, direct.BlockReplies, direct.TransactionsAfterBlock, direct.ConnectionsAfterBlock,
+		direct.TransactionsRacingBlock, direct.ConnectionsRacingBlock, relayed.Accepted,
 		time.Since(blockedAt).Round(10*time.Millisecond))
 	if direct.BlockReplies == 0 {
 		t.Fatal("Repute never met the block: the test shows nothing")

@@ -41,8 +41,10 @@
 // gets the block reply; the counters record the block and every transaction and
 // connection the sender attempts after it has been told (TransactionsAfterBlock,
 // ConnectionsAfterBlock), which is what an acceptance test checks: after the block reply,
-// no further transaction to that provider from that IP. When the block ends the IP starts
-// afresh.
+// no further transaction to that provider from that IP. A sender with several connections
+// open cannot stop the commands already on their way on the others, so what starts within
+// Config.RaceGrace (100 ms) of the reply is counted apart, as racing it. When the block ends
+// the IP starts afresh.
 //
 // # Time
 //

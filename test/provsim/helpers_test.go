@@ -22,7 +22,7 @@ const clientTimeout = 10 * time.Second
 func start(t *testing.T, p Profile, tweak ...func(*Config)) (*Server, *ManualClock) {
 	t.Helper()
 	clock := NewManualClock(epoch)
-	cfg := Config{Addr: "127.0.0.1:0", Profile: p, Now: clock.Now, Logf: t.Logf}
+	cfg := Config{Addr: "127.0.0.1:0", Profile: p, Now: clock.Now, Logf: t.Logf, RaceGrace: -1}
 	for _, f := range tweak {
 		f(&cfg)
 	}

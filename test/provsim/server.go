@@ -23,6 +23,10 @@ type Config struct {
 	Now func() time.Time
 	// TimeScale is how many times faster than Now simulated time runs; 0 means 1.
 	TimeScale float64
+	// RaceGrace is how long after the block reply other connections' transactions count
+	// as racing it (Counters.TransactionsRacingBlock) rather than ignoring it; 0 means
+	// DefaultRaceGrace, a negative value none.
+	RaceGrace time.Duration
 
 	// TLS, when set, offers STARTTLS with this configuration.
 	TLS *tls.Config

@@ -19,11 +19,23 @@ type Counters struct {
 	BlocksTriggered int64 // times the IP was blocked
 	BlockReplies    int64 // block replies sent
 	// TransactionsAfterBlock counts transactions started while the IP was blocked and
-	// had already been sent the block reply; ConnectionsAfterBlock the same for
-	// connections. A sender that stops at the block reply keeps both at zero.
-	TransactionsAfterBlock int64
-	ConnectionsAfterBlock  int64
+	// had been sent the block reply more than Config.RaceGrace ago; ConnectionsAfterBlock
+	// the same for connections. A sender that stops at the block reply keeps both at
+	// zero. Those started within the grace, on other connections of a sender that runs
+	// several at once, raced the reply (their commands were on the way, or the sender
+	// had not read it yet) and are counted in TransactionsRacingBlock and
+	// ConnectionsRacingBlock.
+	TransactionsAfterBlock  int64
+	ConnectionsAfterBlock   int64
+	TransactionsRacingBlock int64
+	ConnectionsRacingBlock  int64
 }
+
+// DefaultRaceGrace is how long after the block reply a transaction or connection from
+// the same IP counts as racing it rather than ignoring it (Config.RaceGrace): the reply's
+// way back, the sender reading it, and its other connections being told, all on one
+// machine (real time, not simulated).
+const DefaultRaceGrace = 100 * time.Millisecond
 
 // Deferrals is the number of deferrals of all kinds.
 func (c Counters) Deferrals() int64 {
@@ -42,6 +54,7 @@ type ipState struct {
 	deferrals    []time.Time // deferrals within the block window, oldest first
 	blockedUntil time.Time   // zero when not blocked
 	told         bool        // the block reply was sent during the current block
+	toldAt       time.Time   // when it was first sent (wall clock)
 }
 
 // state returns the state of ip, made on first use, with an expired block lifted. The
@@ -72,8 +85,11 @@ func (s *Server) connect(ip string) (refuse bool) {
 	defer s.mu.Unlock()
 	st := s.state(ip, now)
 	s.bump(st, func(c *Counters) { c.Connections++ })
-	if st.told {
+	switch {
+	case st.told && time.Since(st.toldAt) > s.raceGrace():
 		s.bump(st, func(c *Counters) { c.ConnectionsAfterBlock++ })
+	case st.told:
+		s.bump(st, func(c *Counters) { c.ConnectionsRacingBlock++ })
 	}
 	if s.prof.MaxConnections > 0 && st.active >= s.prof.MaxConnections {
 		return true
@@ -95,8 +111,11 @@ func (s *Server) startTransaction(ip string) (blocked bool) {
 	defer s.mu.Unlock()
 	st := s.state(ip, now)
 	s.bump(st, func(c *Counters) { c.Transactions++ })
-	if st.told {
+	switch {
+	case st.told && time.Since(st.toldAt) > s.raceGrace():
 		s.bump(st, func(c *Counters) { c.TransactionsAfterBlock++ })
+	case st.told:
+		s.bump(st, func(c *Counters) { c.TransactionsRacingBlock++ })
 	}
 	return !st.blockedUntil.IsZero()
 }
@@ -115,7 +134,9 @@ func (s *Server) blockReplied(ip string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.state(ip, now)
-	st.told = true
+	if !st.told {
+		st.told, st.toldAt = true, time.Now()
+	}
 	s.bump(st, func(c *Counters) { c.BlockReplies++ })
 }
 
@@ -189,4 +210,16 @@ func (s *Server) accepted(m Message) {
 	}
 	s.bodyBytes += int64(len(m.Body))
 	s.msgs = append(s.msgs, m)
+}
+
+// raceGrace is Config.RaceGrace with its default; a negative value means none.
+func (s *Server) raceGrace() time.Duration {
+	switch g := s.cfg.RaceGrace; {
+	case g < 0:
+		return -1
+	case g == 0:
+		return DefaultRaceGrace
+	default:
+		return g
+	}
 }
