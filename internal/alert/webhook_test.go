@@ -263,3 +263,21 @@ func TestWebhookInvalidDisabled(t *testing.T) {
 		t.Errorf("%d mails, log:\n%s", mails, logs.String())
 	}
 }
+
+// TestJSONCheckNotice: a check notice carries the check and its target; the others omit
+// the two keys.
+func TestJSONCheckNotice(t *testing.T) {
+	b, err := JSON("mx.example.com", Notice{Kind: CheckFailed, Time: t0, Check: "dkim", Target: "r1._domainkey.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"kind":"check_failed"`, `"check":"dkim"`, `"target":"r1._domainkey.example.com"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	b, _ = JSON("mx.example.com", Notice{Kind: Paused, Time: t0, Provider: "microsoft"})
+	if strings.Contains(string(b), `"check"`) || strings.Contains(string(b), `"target"`) {
+		t.Errorf("a pause notice has check keys: %s", b)
+	}
+}
