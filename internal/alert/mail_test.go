@@ -118,7 +118,7 @@ func TestComposeKinds(t *testing.T) {
 		{"utf-8 reply", utf8, "[repute mx.example.com] Sending to yahoo paused for 203.0.113.5 (ip_reputation)",
 			[]string{"    > 554 5.7.9 Message refusé — réputation (TSS04)"}, nil},
 		{"check failed", Notice{Kind: CheckFailed, Time: t0, Check: "spf", Target: "example.com",
-			Reply: `"v=spf1 ip4:192.0.2.250 -all" does not authorise every address mail leaves from`,
+			Reply:  `"v=spf1 ip4:192.0.2.250 -all" does not authorise every address mail leaves from`,
 			Advice: `publish one TXT record at example.com: "v=spf1 ip4:203.0.113.5 -all"`},
 			"[repute mx.example.com] Check spf failed for example.com",
 			[]string{"The check spf of example.com started failing at Mon 3 Mar 2025 03:06:00 UTC",
