@@ -48,6 +48,8 @@ type Checker struct {
 	// Progress, when set, is told which check is about to run (a progress line).
 	Progress func(id, target string)
 	Log      *slog.Logger
+
+	records []Record // what repute dns records prints for Setup, for the fixes
 }
 
 // Ports are the listening ports of the server that the checks probe.

@@ -23,7 +23,7 @@ import (
 // checkMX checks that the domain's MX records name a host that resolves to this server.
 func (c *Checker) checkMX(ctx context.Context, domain string, hostIPs []netip.Addr) Result {
 	host := trimDot(c.Setup.Hostname)
-	fix := fmt.Sprintf("publish %s. IN MX 10 %s.", domain, host)
+	fix := c.publish(domain, domain, "MX", "")
 	mxs, _, err := c.Resolver.LookupMX(ctx, abs(domain))
 	if err != nil {
 		return Result{ID: IDMX, Status: errStatus(err, Fail), Target: domain, Found: lookupErr("MX record", err), Why: whyMX, Fix: fix}
@@ -54,8 +54,7 @@ const whyMX = "Mail to the domain (replies, bounces, DMARC and TLS reports) reac
 // checkSPF checks that the domain has exactly one valid SPF record that authorises every
 // sending address (and the relay), within the 10-lookup limit, ending in -all or ~all.
 func (c *Checker) checkSPF(ctx context.Context, domain string) Result {
-	want := wantSPF(c.Setup)
-	fix := fmt.Sprintf("publish one TXT record at %s: %q (repute dns records %s)", domain, want, domain)
+	fix := c.publish(domain, domain, "TXT", "v=spf1")
 	txts, _, err := c.Resolver.LookupTXT(ctx, abs(domain))
 	if err != nil && !dns.IsNotFound(err) {
 		return Result{ID: IDSPF, Status: Error, Target: domain, Found: lookupErr("TXT records", err), Why: whySPF, Fix: fix}
@@ -118,22 +117,6 @@ func (c *Checker) checkSPF(ctx context.Context, domain string) Result {
 }
 
 const whySPF = "SPF tells receivers which addresses may send mail for the domain; Gmail and Yahoo require it (with DKIM and DMARC) from bulk senders, and a missing or broken record sends mail to spam."
-
-// wantSPF is the SPF record `repute dns records` prints for the setup.
-func wantSPF(s Setup) string {
-	terms := []string{"v=spf1"}
-	for _, ip := range s.SendIPs {
-		if ip.Is4() || ip.Is4In6() {
-			terms = append(terms, "ip4:"+ip.Unmap().String())
-		} else {
-			terms = append(terms, "ip6:"+ip.String())
-		}
-	}
-	if s.RelaySPF != "" {
-		terms = append(terms, s.RelaySPF)
-	}
-	return strings.Join(append(terms, "-all"), " ")
-}
 
 // spfAll returns the record's all term with its qualifier ("-all", "~all", "+all",
 // "?all"), or "".
@@ -241,7 +224,7 @@ func (c *Checker) checkDKIM(ctx context.Context, d Domain) []Result {
 		}
 		name := k.Selector + "._domainkey." + d.Name
 		target := name
-		fix := fmt.Sprintf("publish TXT %s. %q (repute dns records %s)", name, k.Record, d.Name)
+		fix := c.publish(d.Name, name, "TXT", "")
 		missing := Fail
 		if k.State == "pending" {
 			missing = Warn // announced, not signing yet: publish before the rotation completes
@@ -297,9 +280,8 @@ func abbreviate(s string) string {
 // with report addresses that accept the reports.
 func (c *Checker) checkDMARC(ctx context.Context, domain string) Result {
 	rua := c.Setup.ReportsLocal + "@" + domain
-	want := fmt.Sprintf("v=DMARC1; p=none; rua=mailto:%s", rua)
 	name := "_dmarc." + domain
-	fix := fmt.Sprintf("publish TXT %s. %q, and move to p=quarantine, then p=reject, once the reports show only your own mail", name, want)
+	fix := c.publish(domain, name, "TXT", "") + ", and move to p=quarantine, then p=reject, once the reports show only your own mail"
 	txts, _, err := c.Resolver.LookupTXT(ctx, abs(name))
 	if err != nil && !dns.IsNotFound(err) {
 		return Result{ID: IDDMARC, Status: Error, Target: domain, Found: lookupErr("DMARC record", err), Why: whyDMARC, Fix: fix}
@@ -373,7 +355,7 @@ func (c *Checker) checkMTASTS(ctx context.Context, domain string) Result {
 	host := trimDot(c.Setup.Hostname)
 	wantPolicy, wantID := MTASTSPolicy(c.Setup.MTASTSMode, c.Setup.MTASTSMaxAge, c.Setup.PolicyMX())
 	name := "_mta-sts." + domain
-	fixTXT := fmt.Sprintf("publish TXT %s. \"v=STSv1; id=%s\" and CNAME mta-sts.%s. %s. (repute dns records %s)", name, wantID, domain, host, domain)
+	fixTXT := c.publish(domain, name, "TXT", "") + " and " + c.publish(domain, "mta-sts."+domain, "CNAME", "")
 	txts, _, err := c.Resolver.LookupTXT(ctx, abs(name))
 	if err != nil && !dns.IsNotFound(err) {
 		return Result{ID: IDMTASTS, Status: Error, Target: domain, Found: lookupErr("MTA-STS record", err), Why: whyMTASTS, Fix: fixTXT}
@@ -457,8 +439,7 @@ func policyMX(p *mtasts.Policy) string {
 // checkTLSRPT checks the domain's TLS-RPT record.
 func (c *Checker) checkTLSRPT(ctx context.Context, domain string) Result {
 	name := "_smtp._tls." + domain
-	want := fmt.Sprintf("v=TLSRPTv1; rua=mailto:%s@%s", c.Setup.ReportsLocal, domain)
-	fix := fmt.Sprintf("publish TXT %s. %q", name, want)
+	fix := c.publish(domain, name, "TXT", "")
 	txts, _, err := c.Resolver.LookupTXT(ctx, abs(name))
 	if err != nil && !dns.IsNotFound(err) {
 		return Result{ID: IDTLSRPT, Status: Error, Target: domain, Found: lookupErr("TLS-RPT record", err), Why: whyTLSRPT, Fix: fix}
@@ -511,3 +492,19 @@ func joinIPs(ips []net.IP) string {
 }
 
 func isNotFound(err error) bool { return dns.IsNotFound(err) }
+
+// publish is the fix that publishes the record `repute dns records` prints for name and
+// type (of the TXT records at name, the one whose value starts with prefix): the checks
+// pass exactly when the generated records are published.
+func (c *Checker) publish(domain, name, typ, prefix string) string {
+	if c.records == nil {
+		c.records = Records(c.Setup)
+	}
+	name = strings.ToLower(strings.TrimSuffix(name, ".")) + "."
+	for _, r := range c.records {
+		if r.Name == name && r.Type == typ && strings.HasPrefix(strings.ToLower(r.Value), prefix) {
+			return "publish " + strings.ReplaceAll(ZoneLine(r), "\t", " ") + " (repute dns records " + domain + ")"
+		}
+	}
+	return "publish the " + typ + " record of " + name + " that repute dns records " + domain + " prints"
+}
