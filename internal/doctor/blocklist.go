@@ -78,35 +78,14 @@ func listVerdict(zone string, a listAnswer) (listed bool, errMsg string, policyO
 	return true, "", policy
 }
 
-// checkBlocklistIPs queries every configured list for every sending address.
+// checkBlocklistIPs queries every configured list for every sending address. Spamhaus's
+// PBL answers are ip_type's, not a listing here.
 func (c *Checker) checkBlocklistIPs(ctx context.Context) []Result {
 	var out []Result
 	for _, ip := range c.Setup.SendIPs {
-		names := make([]string, len(c.Blocklists))
-		for i, z := range c.Blocklists {
-			names[i] = dns.ListName(ip) + "." + trimDot(z)
-		}
-		answers := c.queryAll(ctx, names)
-		clean := 0
-		for i, z := range c.Blocklists {
-			zone := trimDot(z)
-			listed, errMsg, policy := listVerdict(zone, answers[i])
-			target := ip.String() + " " + zone
-			switch {
-			case errMsg != "":
-				out = append(out, Result{ID: IDBlocklistIP, Status: Error, Target: target, Found: errMsg, Why: whyBlocklist})
-			case listed && !policy:
-				out = append(out, Result{ID: IDBlocklistIP, Status: Fail, Target: target,
-					Found: fmt.Sprintf("%s is listed on %s (%s)%s", ip, zone, joinAddrs(answers[i].addrs), txtSuffix(answers[i].txt)), Why: whyBlocklist,
-					Fix: "find and stop the cause (a compromised account, a bad list, a misconfigured form), then request removal at the list's page",
-					URL: delistURL(zone, ip.String())})
-			default:
-				clean++
-			}
-		}
-		if clean > 0 {
-			out = append(out, Result{ID: IDBlocklistIP, Status: Pass, Target: ip.String(), Found: fmt.Sprintf("not listed on %d of %d lists", clean, len(c.Blocklists)), Why: whyBlocklist})
-		}
+		out = append(out, c.checkLists(ctx, listCheck{id: IDBlocklistIP, why: whyBlocklist, what: ip.String(),
+			query: dns.ListName(ip), zones: c.Blocklists, policyAside: true,
+			fix: "find and stop the cause (a compromised account, a bad list, a misconfigured form), then request removal at the list's page"})...)
 	}
 	return out
 }
@@ -115,31 +94,49 @@ func (c *Checker) checkBlocklistIPs(ctx context.Context) []Result {
 func (c *Checker) checkBlocklistDomains(ctx context.Context) []Result {
 	var out []Result
 	for _, d := range c.Setup.Domains {
-		names := make([]string, len(c.DomainBlocklists))
-		for i, z := range c.DomainBlocklists {
-			names[i] = d.Name + "." + trimDot(z)
+		out = append(out, c.checkLists(ctx, listCheck{id: IDBlocklistDomain, why: whyBlocklistDomain, what: d.Name,
+			query: d.Name, zones: c.DomainBlocklists,
+			fix: "find the cause (spam that links to the domain, a compromised site), fix it, then request removal at the list's page"})...)
+	}
+	return out
+}
+
+// listCheck is one address or domain to look up in a set of DNS lists.
+type listCheck struct {
+	id, why, fix string
+	what         string // the address or domain, as shown
+	query        string // its label in a list's zone
+	zones        []string
+	policyAside  bool // Spamhaus's policy codes are not a listing
+}
+
+// checkLists gives a fail per list that lists l.what, an error per list that does not
+// answer usably, and one pass for the lists that do not list it.
+func (c *Checker) checkLists(ctx context.Context, l listCheck) []Result {
+	names := make([]string, len(l.zones))
+	for i, z := range l.zones {
+		names[i] = l.query + "." + trimDot(z)
+	}
+	answers := c.queryAll(ctx, names)
+	var out []Result
+	clean := 0
+	for i, z := range l.zones {
+		zone := trimDot(z)
+		listed, errMsg, policy := listVerdict(zone, answers[i])
+		target := l.what + " " + zone
+		switch {
+		case errMsg != "":
+			out = append(out, Result{ID: l.id, Status: Error, Target: target, Found: errMsg, Why: l.why})
+		case listed && !(policy && l.policyAside):
+			out = append(out, Result{ID: l.id, Status: Fail, Target: target,
+				Found: fmt.Sprintf("%s is listed on %s (%s)%s", l.what, zone, joinAddrs(answers[i].addrs), txtSuffix(answers[i].txt)),
+				Why:   l.why, Fix: l.fix, URL: delistURL(zone, l.what)})
+		default:
+			clean++
 		}
-		answers := c.queryAll(ctx, names)
-		clean := 0
-		for i, z := range c.DomainBlocklists {
-			zone := trimDot(z)
-			listed, errMsg, _ := listVerdict(zone, answers[i])
-			target := d.Name + " " + zone
-			switch {
-			case errMsg != "":
-				out = append(out, Result{ID: IDBlocklistDomain, Status: Error, Target: target, Found: errMsg, Why: whyBlocklistDomain})
-			case listed:
-				out = append(out, Result{ID: IDBlocklistDomain, Status: Fail, Target: target,
-					Found: fmt.Sprintf("%s is listed on %s (%s)%s", d.Name, zone, joinAddrs(answers[i].addrs), txtSuffix(answers[i].txt)), Why: whyBlocklistDomain,
-					Fix: "find the cause (spam that links to the domain, a compromised site), fix it, then request removal at the list's page",
-					URL: delistURL(zone, d.Name)})
-			default:
-				clean++
-			}
-		}
-		if clean > 0 {
-			out = append(out, Result{ID: IDBlocklistDomain, Status: Pass, Target: d.Name, Found: fmt.Sprintf("not listed on %d of %d lists", clean, len(c.DomainBlocklists)), Why: whyBlocklistDomain})
-		}
+	}
+	if clean > 0 {
+		out = append(out, Result{ID: l.id, Status: Pass, Target: l.what, Found: fmt.Sprintf("not listed on %d of %d lists", clean, len(l.zones)), Why: l.why})
 	}
 	return out
 }
