@@ -83,7 +83,7 @@ func cmdQuickstart(e *env, args []string) error {
 	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
 		return err
 	}
-	creds, err := quickstartStore(cfg, domain)
+	creds, setup, err := quickstartStore(cfg, domain)
 	if err != nil {
 		return err
 	}
@@ -99,10 +99,6 @@ func cmdQuickstart(e *env, args []string) error {
 	unitNote := quickstartUnit(e, *unitDir, *cfgPath, *dataDir)
 	fmt.Fprintf(w, "\nMailboxes (passwords shown once; also in %s):\n%s\n", filepath.Join(*dataDir, "credentials.txt"), creds)
 
-	setup, err := quickstartSetup(cfg, domain)
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(w, "1. Publish these DNS records (your DNS host's zone editor, or repute dns push):\n\n")
 	for _, n := range setup.Notes {
 		fmt.Fprintf(w, "; Note: %s\n", n)
@@ -152,24 +148,26 @@ func tomlList(l []string) string {
 }
 
 // quickstartStore creates the domain with its DKIM keys and the postmaster and reports
-// mailboxes, and returns their credentials as lines to print.
-func quickstartStore(cfg config.Config, domain string) (string, error) {
+// mailboxes, and returns their credentials as lines to print and the set-up the records
+// are computed from.
+func quickstartStore(cfg config.Config, domain string) (string, doctor.Setup, error) {
 	ctx := context.Background()
+	var none doctor.Setup
 	db, err := app.OpenStore(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	defer db.Close()
 	if _, err := db.AddDomain(ctx, domain); err != nil && !errors.Is(err, store.ErrExists) {
-		return "", err
+		return "", none, err
 	}
 	keys, err := db.DKIMKeys(ctx, domain)
 	if err != nil {
-		return "", err
+		return "", none, err
 	}
 	if len(keys) == 0 {
 		if _, err := addDomainKeys(ctx, db, domain, true, time.Now()); err != nil {
-			return "", err
+			return "", none, err
 		}
 	}
 	var creds strings.Builder
@@ -181,26 +179,16 @@ func quickstartStore(cfg config.Config, domain string) (string, error) {
 				fmt.Fprintf(&creds, "  %-28s (exists; password unchanged)\n", addr)
 				continue
 			}
-			return "", err
+			return "", none, err
 		}
 		fmt.Fprintf(&creds, "  %-28s %s\n", addr, pw)
 	}
 	path := filepath.Join(cfg.DataDir, "credentials.txt")
 	if err := os.WriteFile(path, []byte(creds.String()), 0o600); err != nil {
-		return "", err
+		return "", none, err
 	}
-	return creds.String(), nil
-}
-
-// quickstartSetup reads back the set-up of the new domain for its records.
-func quickstartSetup(cfg config.Config, domain string) (doctor.Setup, error) {
-	ctx := context.Background()
-	db, err := app.OpenStore(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return doctor.Setup{}, err
-	}
-	defer db.Close()
-	return doctor.SetupFrom(ctx, cfg, db, domain)
+	setup, err := doctor.SetupFrom(ctx, cfg, db, domain)
+	return creds.String(), setup, err
 }
 
 // quickstartUnit installs the systemd unit (and the repute user) when it can, and returns
