@@ -56,8 +56,16 @@ func NewCA(t testing.TB, name string) *CA {
 // leaf and, when withCA, the CA certificate too.
 func (ca *CA) Issue(t testing.TB, withCA bool, names ...string) tls.Certificate {
 	t.Helper()
+	return ca.IssueValid(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), withCA, names...)
+}
+
+// IssueValid is Issue for a certificate valid from notBefore to notAfter (an expired one,
+// say).
+func (ca *CA) IssueValid(t testing.TB, notBefore, notAfter time.Time, withCA bool, names ...string) tls.Certificate {
+	t.Helper()
 	key := newKey(t)
 	tmpl := serverTemplate(names)
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notAfter
 	leaf := create(t, tmpl, ca.Cert, key, ca.Key)
 	chain := [][]byte{leaf.Raw}
 	if withCA {

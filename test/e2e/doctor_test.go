@@ -7,11 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,7 +237,8 @@ type doctorCase struct {
 
 	hostname string // default mail.dNN.test
 	unsigned bool   // the zone is not signed
-	certFile string // set by prepare: the certificate the set-up's server presents
+	certFile string // set by startDNS: the certificate the set-up's server presents
+	keyFile  string
 	special  string // "expired" or "othername": a server of its own with that certificate
 	probe    string // check.port25_probe; default the lab's own MX
 	zone     func(z *labZone, l *doctorLab)
@@ -351,7 +350,7 @@ type doctorLab struct {
 	staleKey string // a DKIM public key nobody signs with
 	policyMX string // mta_sts.mx: every set-up's hostname (one server serves all their policies)
 	zones    map[string]*labZone
-	ca       *labCA
+	ca       *testCA
 }
 
 func newDoctorLab(t *testing.T) *doctorLab {
@@ -370,9 +369,8 @@ func newDoctorLab(t *testing.T) *doctorLab {
 		run("-n", l.ns, "addr", "add", fmt.Sprintf("45.33.32.%d/32", i), "dev", "lo")
 	}
 	run("-n", l.ns, "addr", "add", "45.33.32.200/32", "dev", "lo")
-	l.ca = newLabCA(t)
-	l.caFile = filepath.Join(l.dir, "ca.pem")
-	writeFile(t, l.caFile, string(l.ca.certPEM))
+	l.ca = newTestCA(t)
+	l.caFile = l.ca.PEMPath
 	// A DKIM key that is nobody's, for the stale record.
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
@@ -425,7 +423,7 @@ https = "0.0.0.0:443"`, ip)
 	cert := l.certFile
 	key := l.keyFile
 	if c.certFile != "" {
-		cert, key = c.certFile, c.certFile+".key"
+		cert, key = c.certFile, c.keyFile
 	}
 	tlsKeys := ""
 	if cert != "" {
@@ -476,9 +474,9 @@ func (l *doctorLab) startDNS(cases []doctorCase) {
 		c := &cases[i]
 		switch c.special {
 		case "expired":
-			c.certFile, _ = l.issue("expired", []doctorCase{*c}, time.Now().Add(-100*24*time.Hour), time.Now().Add(-10*24*time.Hour), nil)
+			c.certFile, c.keyFile = l.issue("expired", []doctorCase{*c}, time.Now().Add(-100*24*time.Hour), time.Now().Add(-10*24*time.Hour), nil)
 		case "othername":
-			c.certFile, _ = l.issue("othername", nil, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour), []string{"mail.elsewhere.example"})
+			c.certFile, c.keyFile = l.issue("othername", nil, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour), []string{"mail.elsewhere.example"})
 		}
 	}
 	rev := &labZone{origin: "32.33.45.in-addr.arpa"}
@@ -708,11 +706,7 @@ func (l *doctorLab) issue(name string, cases []doctorCase, notBefore, notAfter t
 			names = append(names, h, "mta-sts."+c.domain(), "autoconfig."+c.domain(), "autodiscover."+c.domain())
 		}
 	}
-	certPEM, keyPEM := l.ca.issue(l.t, names, notBefore, notAfter)
-	cert := filepath.Join(l.dir, name+"-cert.pem")
-	writeFile(l.t, cert, string(certPEM))
-	writeFile(l.t, cert+".key", string(keyPEM))
-	return cert, cert + ".key"
+	return writeCertFiles(l.t, l.dir, name, l.ca.IssueValid(l.t, notBefore, notAfter, false, names...))
 }
 
 // labZone is a zone's records, relative names ("@", "mail") or absolute ones.
@@ -790,50 +784,6 @@ func zoneTXT(v string) string {
 		v = v[n:]
 	}
 	return strings.Join(parts, " ")
-}
-
-// labCA is a certificate authority for the lab's certificates.
-type labCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM []byte
-}
-
-func newLabCA(t *testing.T) *labCA {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Repute doctor test CA"},
-		NotBefore: time.Now().Add(-200 * 24 * time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &labCA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func (ca *labCA) issue(t *testing.T, names []string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalPKCS8PrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
 }
 
 // pemBase64 is the base64 body of DER, as a DKIM p= value.
