@@ -468,12 +468,11 @@ func (a *App) listenWeb() error {
 		}
 		return ""
 	}
-	mx := a.cfg.MTASTS.MX
 	base := web.Server{DB: a.db, UnsubscribeKey: a.unsubKey, Outcomes: a.outcomes, Logger: a.log,
 		Hostname: a.cfg.Hostname, Domains: a.domainNames, MTASTSMaxAge: a.cfg.MTASTS.MaxAge.Duration,
 		// The policy lists the hostname and mta_sts.mx, never the live MX records: it
 		// exists to protect delivery when DNS answers are forged.
-		MX:    func(context.Context, string) []string { return mx },
+		MX:    a.cfg.MTASTS.MX,
 		Ports: web.ListenPorts(bound("imaps"), bound("imap"), bound("submissions"), bound("submission")),
 	}
 	for _, l := range []struct {

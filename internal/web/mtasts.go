@@ -38,29 +38,24 @@ func (s *Server) mtaSTS(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
 	defer cancel()
-	domain, status := s.localDomain(ctx, domain)
-	if status != http.StatusOK {
+	if _, status := s.localDomain(ctx, domain); status != http.StatusOK {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	policy := s.policyFor(ctx, domain)
+	policy := s.policy()
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8") // RFC 8461 §3.2: text/plain
 	h.Set("Content-Length", strconv.Itoa(len(policy)))
 	w.Write([]byte(policy))
 }
 
-// policyFor is the policy served for domain: mode and max_age from the Server,
-// and as mx the Hostname plus, when MX is set, the further MX hosts it names (the
-// configured mta_sts.mx), so that a domain with a backup MX elsewhere does not have it
-// refused by senders in enforce mode. The live MX records are never used: the policy
-// exists to protect delivery when DNS answers are forged.
-func (s *Server) policyFor(ctx context.Context, domain string) string {
-	mx := []string{s.Hostname}
-	if s.MX != nil {
-		mx = append(mx, s.MX(ctx, domain)...)
-	}
-	policy, _ := doctor.MTASTSPolicy(s.MTASTSMode, s.MTASTSMaxAge, mx)
+// policy is the policy served for every local domain: mode and max_age from the Server,
+// and as mx the Hostname plus the further MX hosts of MX (the configured mta_sts.mx), so
+// that a domain with a backup MX elsewhere does not have it refused by senders in enforce
+// mode. The live MX records are never used: the policy exists to protect delivery when
+// DNS answers are forged.
+func (s *Server) policy() string {
+	policy, _ := doctor.MTASTSPolicy(s.MTASTSMode, s.MTASTSMaxAge, append([]string{s.Hostname}, s.MX...))
 	return policy
 }
 

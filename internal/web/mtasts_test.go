@@ -222,7 +222,7 @@ func TestMTASTSPolicyID(t *testing.T) {
 	}
 	// The Server serves what MTASTSPolicy renders.
 	s := setupServer()
-	s.MX = func(context.Context, string) []string { return []string{"backup.example.net."} }
+	s.MX = []string{"backup.example.net."}
 	want, _ := doctor.MTASTSPolicy("enforce", week, []string{"mail.example.org", "backup.example.net"})
 	if got := serve(s.Handler(), "GET", "mta-sts.example.org", mtaSTSPath, nil).Body.String(); got != want {
 		t.Errorf("served:\n%s\nwant:\n%s", got, want)
@@ -243,7 +243,7 @@ func TestMTASTSOverHTTPS(t *testing.T) {
 	}
 	defer dnsSrv.Close()
 	s := setupServer()
-	s.MX = func(context.Context, string) []string { return []string{"backup.example.net"} }
+	s.MX = []string{"backup.example.net"}
 	ts := startTLS(t, s.Handler())
 	policy, id := doctor.MTASTSPolicy("enforce", 7*24*time.Hour, []string{"mail.example.org", "backup.example.net"})
 	dnsSrv.Add(`_mta-sts.example.org. TXT "v=STSv1; id=` + id + `"`)

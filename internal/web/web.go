@@ -42,9 +42,8 @@ type Server struct {
 	// policy, for a listener that is not HTTPS.
 	MTASTSMode   string
 	MTASTSMaxAge time.Duration
-	// MX returns a domain's MX hosts as DNS has them now (LookupMX); the policy names them
-	// beside Hostname. nil = Hostname alone.
-	MX    func(ctx context.Context, domain string) []string
+	// MX are further MX hosts the policy names beside Hostname (mta_sts.mx).
+	MX    []string
 	Ports ClientPorts // what mail clients are told to use
 }
 
